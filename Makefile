@@ -1,0 +1,55 @@
+# MiniShop developer entry points. Every target installs what it needs into .venv first.
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+UV_VERSION := 0.13.9
+FLASK := cd backend && ../$(BIN)/flask --app minishop
+
+.PHONY: help run test lint fmt migrate seed deps dev-deps lock clean
+
+help: ## list the targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-10s %s\n", $$1, $$2}'
+
+$(BIN)/uv:
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet uv==$(UV_VERSION)
+
+$(VENV)/.deps: backend/requirements.lock backend/pyproject.toml | $(BIN)/uv
+	$(BIN)/uv pip install --quiet --python $(BIN)/python --require-hashes -r backend/requirements.lock
+	$(BIN)/uv pip install --quiet --python $(BIN)/python --no-deps -e backend
+	touch $@
+
+$(VENV)/.dev-deps: backend/requirements-dev.lock $(VENV)/.deps
+	$(BIN)/uv pip install --quiet --python $(BIN)/python --require-hashes -r backend/requirements-dev.lock
+	touch $@
+
+deps: $(VENV)/.deps ## install the runtime dependencies into .venv
+dev-deps: $(VENV)/.dev-deps ## install runtime + development dependencies into .venv
+
+lock: | $(BIN)/uv ## re-resolve backend/requirements*.lock from backend/pyproject.toml
+	cd backend && ../$(BIN)/uv pip compile pyproject.toml --generate-hashes --python-version 3.11 -q -o requirements.lock
+	cd backend && ../$(BIN)/uv pip compile pyproject.toml --extra dev --generate-hashes --python-version 3.11 -q -o requirements-dev.lock
+
+migrate: deps ## apply database migrations (flask db upgrade)
+	$(FLASK) db upgrade
+
+seed: deps ## insert the demo catalog (idempotent)
+	$(FLASK) seed
+
+run: migrate seed ## migrate, seed and serve on 127.0.0.1:$${PORT:-8000} with gunicorn
+	cd backend && exec ../$(BIN)/gunicorn -c gunicorn.conf.py 'minishop:create_app()'
+
+test: dev-deps ## the whole test suite against real MariaDB and Redis, with coverage
+	bash pipelines/test.sh
+
+lint: dev-deps ## ruff, mypy, shellcheck, hadolint, yamllint and the CI/deploy config checks
+	bash pipelines/lint.sh
+
+fmt: dev-deps ## format and auto-fix
+	cd backend && ../$(BIN)/ruff format . && ../$(BIN)/ruff check --fix .
+
+clean: ## remove the virtualenv, reports and the local SQLite database
+	rm -rf $(VENV) reports backend/instance
