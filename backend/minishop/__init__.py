@@ -1,0 +1,41 @@
+"""MiniShop: the Flask backend of a WeChat mini-program shop. `create_app` is the factory."""
+
+from __future__ import annotations
+
+from flask_openapi3 import Info, OpenAPI
+
+from minishop import api, cli, errors
+from minishop.config import Settings, check_settings, load_settings
+from minishop.extensions import cache, db, migrate
+from minishop.observability import request_id
+
+__version__ = "0.1.0"
+
+
+def create_app(settings: Settings | None = None) -> OpenAPI:
+    """Build the app for `settings` (default: read from the environment for APP_ENV)."""
+    if settings is None:
+        settings = load_settings()
+    else:
+        check_settings(settings)
+
+    app = OpenAPI(
+        __name__,
+        static_folder=None,
+        info=Info(title="MiniShop API", version=__version__),
+        doc_ui=False,
+        validation_error_status=400,
+        validation_error_callback=errors.raise_validation_error,
+    )
+    app.config.from_mapping(settings.flask_config())
+    app.json.sort_keys = False  # type: ignore[attr-defined]
+
+    db.init_app(app)
+    migrate.init_app(app, db)
+    cache.init_app(app)
+
+    request_id.init_app(app)
+    errors.init_app(app)
+    api.init_app(app)
+    cli.init_app(app)
+    return app

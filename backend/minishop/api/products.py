@@ -1,0 +1,79 @@
+"""Catalog endpoints: categories and on-sale products (public, no login)."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from flask import Response
+from flask_openapi3 import APIBlueprint, Tag
+from pydantic import BaseModel, ConfigDict, Field
+
+from minishop.api.common import Page, PageQuery
+from minishop.domain import catalog
+from minishop.envelope import Envelope, ok
+
+bp = APIBlueprint("products", __name__, url_prefix="/api/v1", abp_tags=[Tag(name="catalog")])
+
+
+class CategoryOut(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+
+    id: int
+    name: str
+    sort: int
+
+
+class ProductOut(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+
+    id: int
+    category_id: int
+    title: str
+    price_fen: int = Field(description="price in fen (1/100 yuan)")
+    stock: int
+    status: str
+    cover_url: str
+    version: int
+    created_at: datetime
+
+
+class ProductDetailOut(ProductOut):
+    description: str
+
+
+class CategoryList(BaseModel):
+    items: list[CategoryOut]
+
+
+class ProductQuery(PageQuery):
+    category_id: int | None = Field(None, ge=1)
+    q: str | None = Field(None, max_length=64, description="matches product titles")
+
+
+class ProductPath(BaseModel):
+    product_id: int = Field(ge=1)
+
+
+@bp.get("/categories", responses={200: Envelope[CategoryList]})
+def list_categories() -> Response:
+    items = [CategoryOut.model_validate(c) for c in catalog.list_categories()]
+    return ok(CategoryList(items=items))
+
+
+@bp.get("/products", responses={200: Envelope[Page[ProductOut]]})
+def list_products(query: ProductQuery) -> Response:
+    products, total = catalog.list_products(
+        category_id=query.category_id, q=query.q, page=query.page, page_size=query.page_size
+    )
+    page = Page[ProductOut](
+        items=[ProductOut.model_validate(p) for p in products],
+        page=query.page,
+        page_size=query.page_size,
+        total=total,
+    )
+    return ok(page)
+
+
+@bp.get("/products/<int:product_id>", responses={200: Envelope[ProductDetailOut]})
+def get_product(path: ProductPath) -> Response:
+    return ok(ProductDetailOut.model_validate(catalog.get_product_on_sale(path.product_id)))

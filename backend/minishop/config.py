@@ -1,0 +1,167 @@
+"""Settings read from the environment, one class per deployment kind.
+
+`APP_ENV` picks the class (development, testing, production). Every field can be overridden by an
+environment variable of the same name; pydantic-settings parses and type-checks the values, so a
+typo such as `DB_POOL_SIZE=ten` stops the process at start-up instead of failing later.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any, ClassVar, Literal
+
+from pydantic import ValidationError
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+AppEnv = Literal["development", "testing", "production"]
+
+# Flask-SQLAlchemy resolves a relative SQLite path inside the app's instance folder.
+DEFAULT_SQLITE_URL = "sqlite:///minishop.db"
+
+# Development defaults. Production refuses to start while any secret still holds one of these.
+DEV_SECRETS = {
+    "SECRET_KEY": "dev-only-secret-key-never-use-in-production",
+    "JWT_SECRET": "dev-only-jwt-secret-never-use-in-production",
+    "DATA_ENCRYPTION_KEY": "dev-only-data-encryption-key-never-use-in-prod",
+    "WECHAT_SECRET": "dev-only-wechat-app-secret-never-use-in-prod",
+}
+MIN_SECRET_BYTES = 32
+
+
+class ConfigError(SystemExit):
+    """The configuration is unusable. A SystemExit so the CLI and gunicorn stop with one line."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(f"minishop: refusing to start: {reason}")
+
+
+class Settings(BaseSettings):
+    """Fields shared by every environment; subclasses change defaults, never names."""
+
+    model_config = SettingsConfigDict(case_sensitive=True, extra="ignore", frozen=True)
+
+    APP_ENV: ClassVar[AppEnv] = "development"
+    DEBUG: bool = False
+    TESTING: bool = False
+    SERVICE_NAME: str = "minishop"
+    LOG_LEVEL: str = "INFO"
+
+    SECRET_KEY: str = DEV_SECRETS["SECRET_KEY"]
+    JWT_SECRET: str = DEV_SECRETS["JWT_SECRET"]
+    DATA_ENCRYPTION_KEY: str = DEV_SECRETS["DATA_ENCRYPTION_KEY"]
+
+    DATABASE_URL: str | None = None
+    DB_POOL_SIZE: int = 10
+    DB_MAX_OVERFLOW: int = 10
+    DB_POOL_TIMEOUT_SECONDS: float = 5.0
+    DB_POOL_RECYCLE_SECONDS: int = 1800
+    DB_CONNECT_TIMEOUT_SECONDS: int = 3
+
+    REDIS_URL: str | None = None
+    REDIS_TIMEOUT_SECONDS: float = 1.0
+    CACHE_DEFAULT_TIMEOUT: int = 300
+
+    MAX_CONTENT_LENGTH: int = 1024 * 1024
+
+    WECHAT_APPID: str = "wx0000000000000000"
+    WECHAT_SECRET: str = DEV_SECRETS["WECHAT_SECRET"]
+    WECHAT_API_BASE: str = "https://api.weixin.qq.com"
+    WECHATPAY_API_BASE: str = "https://api.mch.weixin.qq.com"
+
+    SECRET_FIELDS: ClassVar[tuple[str, ...]] = tuple(DEV_SECRETS)
+
+    def database_url(self) -> str:
+        return self.DATABASE_URL or DEFAULT_SQLITE_URL
+
+    def problems(self) -> list[str]:
+        """Reasons this configuration must not serve traffic; empty when it may."""
+        return []
+
+    def flask_config(self) -> dict[str, Any]:
+        """The mapping handed to `app.config`, including the keys extensions read."""
+        url = self.database_url()
+        engine_options: dict[str, Any] = {"pool_pre_ping": True}
+        if not url.startswith("sqlite"):
+            engine_options |= {
+                "pool_size": self.DB_POOL_SIZE,
+                "max_overflow": self.DB_MAX_OVERFLOW,
+                "pool_timeout": self.DB_POOL_TIMEOUT_SECONDS,
+                "pool_recycle": self.DB_POOL_RECYCLE_SECONDS,
+                "connect_args": {"connect_timeout": self.DB_CONNECT_TIMEOUT_SECONDS},
+            }
+        cache: dict[str, Any] = {"CACHE_TYPE": "SimpleCache"}
+        if self.REDIS_URL:
+            cache = {
+                "CACHE_TYPE": "RedisCache",
+                "CACHE_REDIS_URL": self.REDIS_URL,
+                "CACHE_KEY_PREFIX": f"{self.SERVICE_NAME}:",
+                "CACHE_OPTIONS": {
+                    "socket_timeout": self.REDIS_TIMEOUT_SECONDS,
+                    "socket_connect_timeout": self.REDIS_TIMEOUT_SECONDS,
+                },
+            }
+        return self.model_dump() | cache | {
+            "APP_ENV": self.APP_ENV,
+            "SQLALCHEMY_DATABASE_URI": url,
+            "SQLALCHEMY_ENGINE_OPTIONS": engine_options,
+            "CACHE_DEFAULT_TIMEOUT": self.CACHE_DEFAULT_TIMEOUT,
+        }
+
+
+class DevelopmentSettings(Settings):
+    APP_ENV: ClassVar[AppEnv] = "development"
+
+
+class TestingSettings(Settings):
+    APP_ENV: ClassVar[AppEnv] = "testing"
+    TESTING: bool = True
+
+
+class ProductionSettings(Settings):
+    APP_ENV: ClassVar[AppEnv] = "production"
+
+    def problems(self) -> list[str]:
+        found = []
+        for name in self.SECRET_FIELDS:
+            value: str = getattr(self, name)
+            if not value:
+                found.append(f"{name} is not set")
+            elif value == DEV_SECRETS[name]:
+                found.append(f"{name} still has its development default")
+            elif len(value.encode()) < MIN_SECRET_BYTES:
+                found.append(f"{name} is shorter than {MIN_SECRET_BYTES} bytes")
+        if self.DEBUG:
+            found.append("DEBUG is on")
+        if not self.DATABASE_URL:
+            found.append("DATABASE_URL is not set")
+        if not self.REDIS_URL:
+            found.append("REDIS_URL is not set")
+        return found
+
+
+SETTINGS_BY_ENV: dict[str, type[Settings]] = {
+    "development": DevelopmentSettings,
+    "testing": TestingSettings,
+    "production": ProductionSettings,
+}
+
+
+def load_settings(app_env: str | None = None) -> Settings:
+    """Build the settings for APP_ENV from the environment, or raise ConfigError with one line."""
+    name = app_env or os.environ.get("APP_ENV", "development")
+    settings_class = SETTINGS_BY_ENV.get(name)
+    if settings_class is None:
+        raise ConfigError(f"APP_ENV={name!r} is not one of {', '.join(SETTINGS_BY_ENV)}")
+    try:
+        settings = settings_class()
+    except ValidationError as exc:
+        fields = ", ".join(".".join(map(str, err["loc"])) for err in exc.errors())
+        raise ConfigError(f"invalid value for {fields}") from None
+    check_settings(settings)
+    return settings
+
+
+def check_settings(settings: Settings) -> None:
+    problems = settings.problems()
+    if problems:
+        raise ConfigError(f"{settings.APP_ENV} configuration: {'; '.join(problems)}")

@@ -1,0 +1,44 @@
+"""Can this instance serve traffic? Each dependency is probed with a short timeout."""
+
+from __future__ import annotations
+
+import logging
+import uuid
+
+from sqlalchemy import text
+
+from minishop.extensions import cache, db
+
+log = logging.getLogger(__name__)
+
+OK = "ok"
+UNAVAILABLE = "unavailable"
+
+
+def _database_answers() -> bool:
+    try:
+        db.session.execute(text("SELECT 1"))
+        return True
+    except Exception as exc:  # any failure means "not ready"; the reason goes to the log
+        log.warning("readiness: database unavailable: %s", type(exc).__name__)
+        db.session.rollback()
+        return False
+
+
+def _cache_answers() -> bool:
+    probe_key = f"readyz:{uuid.uuid4().hex}"
+    try:
+        stored = cache.set(probe_key, "1", timeout=5)
+        answered = cache.get(probe_key) == "1"
+        cache.delete(probe_key)
+        return bool(stored) and answered
+    except Exception as exc:
+        log.warning("readiness: cache unavailable: %s", type(exc).__name__)
+        return False
+
+
+def check_dependencies() -> dict[str, str]:
+    return {
+        "database": OK if _database_answers() else UNAVAILABLE,
+        "cache": OK if _cache_answers() else UNAVAILABLE,
+    }

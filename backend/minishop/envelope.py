@@ -1,0 +1,57 @@
+"""The response envelope every `/api/` response uses: `{code, message, data, request_id}`."""
+
+from __future__ import annotations
+
+from typing import Any, Generic, TypeVar
+
+from flask import Response, g, jsonify
+from pydantic import BaseModel, Field
+
+T = TypeVar("T")
+
+
+class Envelope(BaseModel, Generic[T]):
+    """OpenAPI description of a successful response; `data` holds the resource."""
+
+    code: int = Field(0, description="0 on success, else an error code from the table")
+    message: str = "ok"
+    data: T
+    request_id: str
+
+
+class ErrorDetail(BaseModel):
+    field: str
+    message: str
+
+
+class ErrorData(BaseModel):
+    errors: list[ErrorDetail] | None = None
+
+
+class ErrorEnvelope(BaseModel):
+    """OpenAPI description of every error response."""
+
+    code: int = Field(..., description="non-zero error code; see the README's table")
+    message: str
+    data: ErrorData | None = None
+    request_id: str
+
+
+def current_request_id() -> str:
+    return str(g.get("request_id", ""))
+
+
+def envelope_response(
+    data: Any = None, *, code: int = 0, message: str = "ok", status: int = 200
+) -> Response:
+    if isinstance(data, BaseModel):
+        data = data.model_dump(mode="json")
+    response = jsonify(
+        {"code": code, "message": message, "data": data, "request_id": current_request_id()}
+    )
+    response.status_code = status
+    return response
+
+
+def ok(data: Any = None, status: int = 200) -> Response:
+    return envelope_response(data, status=status)

@@ -1,0 +1,23 @@
+"""SQLAlchemy models. Importing this package registers every table on `db.metadata`."""
+
+from minishop.models.catalog import Category, Product, ProductStatus
+from minishop.models.file import StoredFile
+from minishop.models.order import Order, OrderItem, OrderStatus
+from minishop.models.payment import Payment, PaymentStatus, Refund, RefundStatus
+from minishop.models.user import Role, User
+
+__all__ = [
+    "Category",
+    "Order",
+    "OrderItem",
+    "OrderStatus",
+    "Payment",
+    "PaymentStatus",
+    "Product",
+    "ProductStatus",
+    "Refund",
+    "RefundStatus",
+    "Role",
+    "StoredFile",
+    "User",
+]

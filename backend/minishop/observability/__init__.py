@@ -1,0 +1,1 @@
+"""Request correlation, logging, metrics and tracing."""
