@@ -100,12 +100,16 @@ class Settings(BaseSettings):
                     "socket_connect_timeout": self.REDIS_TIMEOUT_SECONDS,
                 },
             }
-        return self.model_dump() | cache | {
-            "APP_ENV": self.APP_ENV,
-            "SQLALCHEMY_DATABASE_URI": url,
-            "SQLALCHEMY_ENGINE_OPTIONS": engine_options,
-            "CACHE_DEFAULT_TIMEOUT": self.CACHE_DEFAULT_TIMEOUT,
-        }
+        return (
+            self.model_dump()
+            | cache
+            | {
+                "APP_ENV": self.APP_ENV,
+                "SQLALCHEMY_DATABASE_URI": url,
+                "SQLALCHEMY_ENGINE_OPTIONS": engine_options,
+                "CACHE_DEFAULT_TIMEOUT": self.CACHE_DEFAULT_TIMEOUT,
+            }
+        )
 
 
 class DevelopmentSettings(Settings):

@@ -9,7 +9,6 @@ from sqlalchemy.orm import Mapped, mapped_column
 
 from minishop.models.types import BigIntId, UtcDateTime, utcnow
 
-
 # InnoDB for transactions and row locks; utf8mb4 so nicknames may hold emoji.
 MYSQL_TABLE_OPTIONS = {
     "mysql_engine": "InnoDB",

@@ -64,7 +64,5 @@ class Refund(IdMixin, TimestampMixin, db.Model):  # type: ignore[name-defined,mi
     refund_id: Mapped[str | None] = mapped_column(String(64), unique=True)
     amount_fen: Mapped[int] = mapped_column(nullable=False)
     reason: Mapped[str] = mapped_column(String(80), default="", nullable=False)
-    status: Mapped[str] = mapped_column(
-        String(16), default=RefundStatus.PROCESSING, nullable=False
-    )
+    status: Mapped[str] = mapped_column(String(16), default=RefundStatus.PROCESSING, nullable=False)
     succeeded_at: Mapped[datetime | None] = mapped_column(UtcDateTime)

@@ -1,0 +1,200 @@
+"""Test fixtures: real MariaDB and Redis servers, started once per session on free loopback ports.
+
+pytest-mysql and pytest-redis start the servers from the installed binaries in temporary
+directories (paths in pyproject's [tool.pytest.ini_options]). When a binary is missing the tests
+that need it are skipped with the apt command to run, except under CI=true, where they fail:
+a CI run must never turn green by skipping what it could not start.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import port_for
+import pymysql
+import pytest
+import requests
+from flask.testing import FlaskClient
+from flask_migrate import upgrade
+from pytest_mysql import factories as mysql_factories
+from pytest_mysql.executor import MySQLExecutor
+from pytest_redis import factories as redis_factories
+from pytest_redis.executor import RedisExecutor
+from redis import Redis
+from sqlalchemy import delete
+
+from minishop import create_app
+from minishop.config import TestingSettings
+from minishop.extensions import db
+from minishop.models import Category, Product, ProductStatus
+
+BACKEND_DIR = Path(__file__).resolve().parent.parent
+MIGRATIONS_DIR = str(BACKEND_DIR / "migrations")
+IN_CI = os.environ.get("CI", "").lower() == "true"
+
+SERVER_PACKAGES = {
+    "mariadbd": "mariadb-server",
+    "mariadb-install-db": "mariadb-server",
+    "mariadbd-safe": "mariadb-server",
+    "mariadb-admin": "mariadb-client",
+    "redis-server": "redis-server",
+}
+
+MARIADB_INSTALL_DB = Path(__file__).parent / "support" / "mariadb-install-db.sh"
+mariadb_proc = mysql_factories.mysql_proc(port=None, install_db=str(MARIADB_INSTALL_DB))
+redis_server_proc = redis_factories.redis_proc(port=None)
+
+
+def require_binaries(*names: str) -> None:
+    missing = [name for name in names if shutil.which(name) is None]
+    if not missing:
+        return
+    packages = " ".join(sorted({SERVER_PACKAGES[name] for name in missing}))
+    message = (
+        f"missing {', '.join(missing)}: install with "
+        f"`apt-get install -y --no-install-recommends {packages}` (make test does this as root)"
+    )
+    if IN_CI:
+        pytest.fail(message)
+    pytest.skip(message)
+
+
+def create_database(server: MySQLExecutor, name: str) -> str:
+    """An empty utf8mb4 database on the test server; returns its SQLAlchemy URL."""
+    connection = pymysql.connect(host=server.host, port=server.port, user=server.user)
+    with connection, connection.cursor() as cursor:
+        cursor.execute(f"DROP DATABASE IF EXISTS `{name}`")
+        cursor.execute(f"CREATE DATABASE `{name}` CHARACTER SET utf8mb4 COLLATE utf8mb4_unicode_ci")
+    return f"mysql+pymysql://{server.user}@{server.host}:{server.port}/{name}?charset=utf8mb4"
+
+
+@pytest.fixture(scope="session")
+def mariadb(request: pytest.FixtureRequest) -> MySQLExecutor:
+    require_binaries("mariadbd", "mariadb-install-db", "mariadbd-safe", "mariadb-admin")
+    server: MySQLExecutor = request.getfixturevalue("mariadb_proc")
+    return server
+
+
+@pytest.fixture(scope="session")
+def redis_server(request: pytest.FixtureRequest) -> RedisExecutor:
+    require_binaries("redis-server")
+    server: RedisExecutor = request.getfixturevalue("redis_server_proc")
+    return server
+
+
+@pytest.fixture(scope="session")
+def database_url(mariadb: MySQLExecutor) -> str:
+    """The schema the app tests use, built by running the migrations (not create_all)."""
+    url = create_database(mariadb, "minishop_app")
+    migrate_app = create_app(TestingSettings(DATABASE_URL=url))
+    with migrate_app.app_context():
+        upgrade(directory=MIGRATIONS_DIR)
+        db.engine.dispose()
+    return url
+
+
+@pytest.fixture(scope="session")
+def redis_url(redis_server: RedisExecutor) -> str:
+    return f"redis://{redis_server.host}:{redis_server.port}/0"
+
+
+@pytest.fixture(scope="session")
+def settings(database_url: str, redis_url: str) -> TestingSettings:
+    return TestingSettings(DATABASE_URL=database_url, REDIS_URL=redis_url)
+
+
+@pytest.fixture(scope="session")
+def session_app(settings: TestingSettings) -> Iterator[Any]:
+    app = create_app(settings)
+    yield app
+    with app.app_context():
+        db.engine.dispose()
+
+
+@pytest.fixture()
+def app(session_app: Any, redis_url: str) -> Iterator[Any]:
+    """The app with empty tables and an empty Redis, inside an app context."""
+    Redis.from_url(redis_url).flushall()
+    with session_app.app_context():
+        for table in reversed(db.metadata.sorted_tables):
+            db.session.execute(delete(table))
+        db.session.commit()
+        yield session_app
+        db.session.rollback()
+
+
+@pytest.fixture()
+def client(app: Any) -> FlaskClient:
+    client: FlaskClient = app.test_client()
+    return client
+
+
+@pytest.fixture()
+def catalog(app: Any) -> dict[str, Any]:
+    """Two categories, three on-sale products and one off-sale product."""
+    tea, snacks = Category(name="Tea", sort=1), Category(name="Snacks", sort=2)
+    db.session.add_all([tea, snacks])
+    db.session.flush()
+    products = {
+        "longjing": Product(
+            category_id=tea.id, title="Longjing 100% spring", price_fen=16800, stock=10
+        ),
+        "puer": Product(category_id=tea.id, title="Pu'er cake", price_fen=22800, stock=5),
+        "jerky": Product(category_id=snacks.id, title="Beef jerky", price_fen=3900, stock=100),
+        "retired": Product(
+            category_id=snacks.id,
+            title="Retired snack",
+            price_fen=100,
+            stock=1,
+            status=ProductStatus.OFF_SALE,
+        ),
+    }
+    for product in products.values():
+        db.session.add(product)
+        db.session.flush()  # one at a time: distinct created_at, defined "newest first"
+    db.session.commit()
+    return {"tea": tea, "snacks": snacks, **products}
+
+
+@pytest.fixture(scope="session")
+def live_server(database_url: str, redis_url: str) -> Iterator[str]:
+    """gunicorn serving the app on a free loopback port, against the session's MariaDB and Redis."""
+    port = port_for.select_random()
+    env = os.environ | {
+        "APP_ENV": "testing",
+        "DATABASE_URL": database_url,
+        "REDIS_URL": redis_url,
+        "HOST": "127.0.0.1",
+        "PORT": str(port),
+        "WEB_CONCURRENCY": "4",
+    }
+    gunicorn = Path(sys.executable).with_name("gunicorn")
+    process = subprocess.Popen(
+        [str(gunicorn), "-c", "gunicorn.conf.py", "minishop:create_app()"],
+        cwd=BACKEND_DIR,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    )
+    base_url = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 30
+    while True:
+        try:
+            if requests.get(f"{base_url}/healthz", timeout=1).status_code == 200:
+                break
+        except requests.ConnectionError:
+            pass
+        if process.poll() is not None or time.monotonic() > deadline:
+            process.kill()
+            raise RuntimeError(f"gunicorn did not start: {process.stderr.read()!r}")  # type: ignore[union-attr]
+        time.sleep(0.1)
+    yield base_url
+    process.terminate()
+    process.wait(timeout=30)

@@ -1,0 +1,35 @@
+"""The app served for real: gunicorn with several workers against MariaDB and Redis."""
+
+from __future__ import annotations
+
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+import requests
+
+
+def test_gunicorn_serves_readiness_and_the_catalog_concurrently(
+    live_server: str, catalog: dict[str, Any]
+) -> None:
+    ready = requests.get(f"{live_server}/readyz", timeout=5)
+    assert ready.status_code == 200
+    assert ready.json()["data"] == {"database": "ok", "cache": "ok"}
+
+    def fetch(page: int) -> requests.Response:
+        return requests.get(
+            f"{live_server}/api/v1/products?page_size=1&page={page % 3 + 1}", timeout=10
+        )
+
+    with ThreadPoolExecutor(max_workers=16) as pool:
+        responses = list(pool.map(fetch, range(64)))
+    assert {r.status_code for r in responses} == {200}
+    assert {r.json()["data"]["total"] for r in responses} == {3}
+    assert len({r.headers["X-Request-ID"] for r in responses}) == 64
+
+
+def test_gunicorn_answers_errors_in_the_envelope(live_server: str) -> None:
+    response = requests.post(f"{live_server}/api/v1/products", timeout=5)
+    assert response.status_code == 405
+    assert response.json()["code"] == 40500
+    response = requests.get(f"{live_server}/api/v1/../../etc/passwd", timeout=5)
+    assert response.json()["code"] == 40400
