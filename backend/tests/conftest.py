@@ -1,7 +1,7 @@
 """Test fixtures: real MariaDB and Redis servers, started once per session on free loopback ports.
 
 pytest-mysql and pytest-redis start the servers from the installed binaries in temporary
-directories (paths in pyproject's [tool.pytest.ini_options]). When a binary is missing the tests
+directories (found on PATH or in /usr/sbin). When a binary is missing the tests
 that need it are skipped with the apt command to run, except under CI=true, where they fail:
 a CI run must never turn green by skipping what it could not start.
 """
@@ -47,13 +47,27 @@ SERVER_PACKAGES = {
     "redis-server": "redis-server",
 }
 
+# Server binaries live in /usr/sbin, which is not on every user's PATH.
+BINARY_PATH = os.pathsep.join([os.environ.get("PATH", ""), "/usr/sbin", "/sbin"])
+
+
+def binary(name: str) -> str:
+    return shutil.which(name, path=BINARY_PATH) or name
+
+
 MARIADB_INSTALL_DB = Path(__file__).parent / "support" / "mariadb-install-db.sh"
-mariadb_proc = mysql_factories.mysql_proc(port=None, install_db=str(MARIADB_INSTALL_DB))
-redis_server_proc = redis_factories.redis_proc(port=None)
+mariadb_proc = mysql_factories.mysql_proc(
+    port=None,
+    mysqld_exec=Path(binary("mariadbd")),
+    mysqld_safe=Path(binary("mariadbd-safe")),
+    admin_executable=binary("mariadb-admin"),
+    install_db=str(MARIADB_INSTALL_DB),
+)
+redis_server_proc = redis_factories.redis_proc(executable=binary("redis-server"), port=None)
 
 
 def require_binaries(*names: str) -> None:
-    missing = [name for name in names if shutil.which(name) is None]
+    missing = [name for name in names if shutil.which(name, path=BINARY_PATH) is None]
     if not missing:
         return
     packages = " ".join(sorted({SERVER_PACKAGES[name] for name in missing}))

@@ -1,0 +1,14 @@
+#!/usr/bin/env bash
+# The backend test suite with coverage (threshold in backend/pyproject.toml), against real MariaDB
+# and Redis servers that the tests start. Reports: reports/junit.xml and reports/coverage.xml
+# (Cobertura). Called by `make test`, GitLab CI and Jenkins; arguments are passed on to pytest.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+pipelines/install-system-deps.sh --check-or-install test
+make -s dev-deps
+mkdir -p reports
+
+cd backend
+exec ../.venv/bin/pytest --cov --cov-report=term --cov-report=xml:../reports/coverage.xml \
+  --junitxml=../reports/junit.xml "$@"
