@@ -49,6 +49,12 @@ class Settings(BaseSettings):
     SECRET_KEY: str = DEV_SECRETS["SECRET_KEY"]
     JWT_SECRET: str = DEV_SECRETS["JWT_SECRET"]
     DATA_ENCRYPTION_KEY: str = DEV_SECRETS["DATA_ENCRYPTION_KEY"]
+    # Earlier JWT secrets, comma-separated: tokens they signed still verify during a rotation.
+    JWT_PREVIOUS_SECRETS: str = ""
+    JWT_ISSUER: str = "minishop"
+    JWT_AUDIENCE: str = "minishop-miniprogram"
+    ACCESS_TOKEN_TTL_SECONDS: int = 15 * 60
+    REFRESH_TOKEN_TTL_SECONDS: int = 30 * 24 * 3600
 
     DATABASE_URL: str | None = None
     DB_POOL_SIZE: int = 10
@@ -67,6 +73,10 @@ class Settings(BaseSettings):
     WECHAT_SECRET: str = DEV_SECRETS["WECHAT_SECRET"]
     WECHAT_API_BASE: str = "https://api.weixin.qq.com"
     WECHATPAY_API_BASE: str = "https://api.mch.weixin.qq.com"
+    # One WeChat call, retries included, never takes longer than WECHAT_TIMEOUT_SECONDS.
+    WECHAT_CONNECT_TIMEOUT_SECONDS: float = 1.0
+    WECHAT_TIMEOUT_SECONDS: float = 3.0
+    WECHAT_TOKEN_REFRESH_AHEAD_SECONDS: int = 300
 
     SECRET_FIELDS: ClassVar[tuple[str, ...]] = tuple(DEV_SECRETS)
 

@@ -4,9 +4,11 @@ from minishop.models.catalog import Category, Product, ProductStatus
 from minishop.models.file import StoredFile
 from minishop.models.order import Order, OrderItem, OrderStatus
 from minishop.models.payment import Payment, PaymentStatus, Refund, RefundStatus
+from minishop.models.session import AuthSession, RefreshToken
 from minishop.models.user import Role, User
 
 __all__ = [
+    "AuthSession",
     "Category",
     "Order",
     "OrderItem",
@@ -15,6 +17,7 @@ __all__ = [
     "PaymentStatus",
     "Product",
     "ProductStatus",
+    "RefreshToken",
     "Refund",
     "RefundStatus",
     "Role",

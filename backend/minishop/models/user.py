@@ -2,7 +2,7 @@ from __future__ import annotations
 
 from enum import StrEnum
 
-from sqlalchemy import String
+from sqlalchemy import Boolean, String, false
 from sqlalchemy.orm import Mapped, mapped_column
 
 from minishop.extensions import db
@@ -27,3 +27,7 @@ class User(IdMixin, TimestampMixin, db.Model):  # type: ignore[name-defined,misc
     # AES-GCM ciphertext (nonce + tag included), base64; the clear number is never stored.
     phone_encrypted: Mapped[str | None] = mapped_column(String(255))
     role: Mapped[str] = mapped_column(String(16), default=Role.USER, nullable=False)
+    # WeChat content security said "review": shown, but queued for a human to look at.
+    nickname_flagged: Mapped[bool] = mapped_column(
+        Boolean, default=False, server_default=false(), nullable=False
+    )

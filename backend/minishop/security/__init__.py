@@ -1,0 +1,1 @@
+"""Tokens, encryption at rest, request signatures, upload checks."""
