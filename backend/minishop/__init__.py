@@ -4,10 +4,12 @@ from __future__ import annotations
 
 from flask_openapi3 import Info, OpenAPI
 
-from minishop import api, cli, errors
+from minishop import api, cli, errors, kvstore
 from minishop.config import Settings, check_settings, load_settings
 from minishop.extensions import cache, db, migrate
 from minishop.observability import request_id
+from minishop.security import keys
+from minishop.wechat import miniprogram
 
 __version__ = "0.1.0"
 
@@ -26,6 +28,7 @@ def create_app(settings: Settings | None = None) -> OpenAPI:
         doc_ui=False,
         validation_error_status=400,
         validation_error_callback=errors.raise_validation_error,
+        security_schemes={"bearer": {"type": "http", "scheme": "bearer", "bearerFormat": "JWT"}},
     )
     app.config.from_mapping(settings.flask_config())
     app.json.sort_keys = False  # type: ignore[attr-defined]
@@ -33,6 +36,9 @@ def create_app(settings: Settings | None = None) -> OpenAPI:
     db.init_app(app)
     migrate.init_app(app, db)
     cache.init_app(app)
+    kvstore.init_app(app)
+    keys.init_app(app)
+    miniprogram.init_app(app)
 
     request_id.init_app(app)
     errors.init_app(app)

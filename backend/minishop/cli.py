@@ -5,7 +5,7 @@ from __future__ import annotations
 import click
 from flask import Flask
 
-from minishop.domain import seeding
+from minishop.domain import auth, seeding
 
 
 @click.command("seed")
@@ -15,5 +15,14 @@ def seed_command() -> None:
     click.echo(f"seed: {created} rows created")
 
 
+@click.command("grant-admin")
+@click.argument("openid")
+def grant_admin_command(openid: str) -> None:
+    """Give the WeChat user OPENID the admin role (creating the user if they never logged in)."""
+    user = auth.grant_admin(openid)
+    click.echo(f"grant-admin: user {user.id} is now {user.role}")
+
+
 def init_app(app: Flask) -> None:
     app.cli.add_command(seed_command)
+    app.cli.add_command(grant_admin_command)

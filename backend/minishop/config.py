@@ -77,6 +77,8 @@ class Settings(BaseSettings):
     WECHAT_CONNECT_TIMEOUT_SECONDS: float = 1.0
     WECHAT_TIMEOUT_SECONDS: float = 3.0
     WECHAT_TOKEN_REFRESH_AHEAD_SECONDS: int = 300
+    # Which mini-program build a subscribe message opens: developer, trial or formal.
+    WECHAT_MINIPROGRAM_STATE: Literal["developer", "trial", "formal"] = "formal"
 
     SECRET_FIELDS: ClassVar[tuple[str, ...]] = tuple(DEV_SECRETS)
 

@@ -13,7 +13,7 @@ import shutil
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -29,6 +29,7 @@ from pytest_redis import factories as redis_factories
 from pytest_redis.executor import RedisExecutor
 from redis import Redis
 from sqlalchemy import delete
+from wechat_emulator.testing import EmulatorControl, EmulatorProcess
 
 from minishop import create_app
 from minishop.config import TestingSettings
@@ -120,13 +121,37 @@ def redis_url(redis_server: RedisExecutor) -> str:
 
 
 @pytest.fixture(scope="session")
-def settings(database_url: str, redis_url: str) -> TestingSettings:
-    return TestingSettings(DATABASE_URL=database_url, REDIS_URL=redis_url)
+def emulator_process() -> Iterator[EmulatorProcess]:
+    """The WeChat emulator (tools/wechat_emulator) as a real HTTP server on loopback."""
+    with EmulatorProcess() as process:
+        yield process
+
+
+@pytest.fixture()
+def emulator(emulator_process: EmulatorProcess) -> EmulatorControl:
+    """The emulator's control API, reset to a clean state for this test."""
+    control = emulator_process.control
+    control.reset()
+    return control
+
+
+@pytest.fixture(scope="session")
+def settings(
+    database_url: str, redis_url: str, emulator_process: EmulatorProcess
+) -> TestingSettings:
+    return TestingSettings(
+        DATABASE_URL=database_url,
+        REDIS_URL=redis_url,
+        WECHAT_API_BASE=emulator_process.base_url,
+    )
 
 
 @pytest.fixture(scope="session")
 def session_app(settings: TestingSettings) -> Iterator[Any]:
     app = create_app(settings)
+    # Tests hold one app context open around many requests, so Flask-SQLAlchemy's per-context
+    # cleanup never runs between them; end each request's transaction as production would.
+    app.teardown_request(lambda exc: db.session.rollback())
     yield app
     with app.app_context():
         db.engine.dispose()
@@ -178,13 +203,14 @@ def catalog(app: Any) -> dict[str, Any]:
 
 
 @pytest.fixture(scope="session")
-def live_server(database_url: str, redis_url: str) -> Iterator[str]:
+def live_server(settings: TestingSettings) -> Iterator[str]:
     """gunicorn serving the app on a free loopback port, against the session's MariaDB and Redis."""
     port = port_for.select_random()
     env = os.environ | {
         "APP_ENV": "testing",
-        "DATABASE_URL": database_url,
-        "REDIS_URL": redis_url,
+        "DATABASE_URL": settings.database_url(),
+        "REDIS_URL": settings.REDIS_URL or "",
+        "WECHAT_API_BASE": settings.WECHAT_API_BASE,
         "HOST": "127.0.0.1",
         "PORT": str(port),
         "WEB_CONCURRENCY": "4",
@@ -212,3 +238,21 @@ def live_server(database_url: str, redis_url: str) -> Iterator[str]:
     yield base_url
     process.terminate()
     process.wait(timeout=30)
+
+
+@pytest.fixture()
+def log_in(client: FlaskClient, emulator: EmulatorControl) -> Callable[..., dict[str, Any]]:
+    """Log a WeChat user in through the emulator; returns the login `data` plus `openid`."""
+
+    def log_in_as(openid: str | None = None) -> dict[str, Any]:
+        login_code = emulator.new_login_code(openid=openid)
+        response = client.post("/api/v1/auth/login", json={"code": login_code.code})
+        assert response.status_code == 200, response.get_json()
+        data: dict[str, Any] = response.get_json()["data"]
+        return data | {"openid": login_code.openid}
+
+    return log_in_as
+
+
+def bearer(data: dict[str, Any]) -> dict[str, str]:
+    return {"Authorization": f"Bearer {data['access_token']}"}

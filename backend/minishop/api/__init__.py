@@ -9,10 +9,10 @@ from flask import Response, current_app, jsonify, request
 from flask_openapi3 import OpenAPI
 from werkzeug.exceptions import BadRequest
 
-from minishop.api import health, products
+from minishop.api import auth, guards, health, products, users
 from minishop.errors import AppError, ErrorCode
 
-BLUEPRINTS = (health.bp, products.bp)
+BLUEPRINTS = (health.bp, auth.bp, users.bp, products.bp)
 
 
 @cache
@@ -44,6 +44,7 @@ def _openapi_document() -> Response:
 
 
 def init_app(app: OpenAPI) -> None:
+    guards.init_app(app)
     app.before_request(_require_json_body)
     for blueprint in BLUEPRINTS:
         app.register_api(blueprint)
