@@ -17,9 +17,9 @@ $(BIN)/uv:
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet uv==$(UV_VERSION)
 
-$(VENV)/.deps: backend/requirements.lock backend/pyproject.toml | $(BIN)/uv
+$(VENV)/.deps: backend/requirements.lock backend/pyproject.toml tools/wechat_emulator/pyproject.toml | $(BIN)/uv
 	$(BIN)/uv pip install --quiet --python $(BIN)/python --require-hashes -r backend/requirements.lock
-	$(BIN)/uv pip install --quiet --python $(BIN)/python --no-deps -e backend
+	$(BIN)/uv pip install --quiet --python $(BIN)/python --no-deps -e backend -e tools/wechat_emulator
 	touch $@
 
 $(VENV)/.dev-deps: backend/requirements-dev.lock $(VENV)/.deps
@@ -39,8 +39,8 @@ migrate: deps ## apply database migrations (flask db upgrade)
 seed: deps ## insert the demo catalog (idempotent)
 	$(FLASK) seed
 
-run: migrate seed ## migrate, seed and serve on 127.0.0.1:$${PORT:-8000} with gunicorn
-	cd backend && exec ../$(BIN)/gunicorn -c gunicorn.conf.py 'minishop:create_app()'
+run: migrate seed ## migrate, seed, start the WeChat emulator and serve on 127.0.0.1:$${PORT:-8000}
+	exec tools/run-local.sh
 
 test: dev-deps ## the whole test suite against real MariaDB and Redis, with coverage
 	bash pipelines/test.sh

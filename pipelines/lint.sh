@@ -41,6 +41,9 @@ mapfile -t shell_files < <(repo_files '*.sh')
 check "ruff check" in_backend "$venv/ruff" check .
 check "ruff format" in_backend "$venv/ruff" format --check .
 check "mypy" in_backend "$venv/mypy"
+check "ruff (emulator)" in_backend "$venv/ruff" check ../tools/wechat_emulator
+check "ruff format (emulator)" in_backend "$venv/ruff" format --check ../tools/wechat_emulator
+check "mypy (emulator)" "$venv/mypy" --strict tools/wechat_emulator/wechat_emulator
 check "shellcheck" shellcheck "${shell_files[@]}" .ci/run
 check "hadolint" "$venv/hadolint" Dockerfile
 check "yamllint" "$venv/yamllint" -c .yamllint.yml --strict .

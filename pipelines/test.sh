@@ -9,6 +9,9 @@ pipelines/install-system-deps.sh --check-or-install test
 make -s dev-deps
 mkdir -p reports
 
+# The WeChat emulator's own suite first: the backend's tests trust it as their WeChat.
+.venv/bin/pytest tools/wechat_emulator/tests --junitxml=reports/junit-emulator.xml -q
+
 cd backend
 exec ../.venv/bin/pytest --cov --cov-report=term --cov-report=xml:../reports/coverage.xml \
   --junitxml=../reports/junit.xml "$@"

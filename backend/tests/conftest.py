@@ -203,7 +203,9 @@ def catalog(app: Any) -> dict[str, Any]:
 
 
 @pytest.fixture(scope="session")
-def live_server(settings: TestingSettings) -> Iterator[str]:
+def live_server(
+    settings: TestingSettings, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[str]:
     """gunicorn serving the app on a free loopback port, against the session's MariaDB and Redis."""
     port = port_for.select_random()
     env = os.environ | {
@@ -216,12 +218,14 @@ def live_server(settings: TestingSettings) -> Iterator[str]:
         "WEB_CONCURRENCY": "4",
     }
     gunicorn = Path(sys.executable).with_name("gunicorn")
+    log_path = tmp_path_factory.mktemp("gunicorn") / "gunicorn.log"
+    log_file = log_path.open("w")
     process = subprocess.Popen(
         [str(gunicorn), "-c", "gunicorn.conf.py", "minishop:create_app()"],
         cwd=BACKEND_DIR,
         env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
+        stdout=log_file,
+        stderr=subprocess.STDOUT,
     )
     base_url = f"http://127.0.0.1:{port}"
     deadline = time.monotonic() + 30
@@ -233,11 +237,12 @@ def live_server(settings: TestingSettings) -> Iterator[str]:
             pass
         if process.poll() is not None or time.monotonic() > deadline:
             process.kill()
-            raise RuntimeError(f"gunicorn did not start: {process.stderr.read()!r}")  # type: ignore[union-attr]
+            raise RuntimeError(f"gunicorn did not start: {log_path.read_text()}")
         time.sleep(0.1)
     yield base_url
     process.terminate()
     process.wait(timeout=30)
+    log_file.close()
 
 
 @pytest.fixture()

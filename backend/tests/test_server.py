@@ -6,6 +6,11 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import requests
+from sqlalchemy import func, select
+from wechat_emulator.testing import EmulatorControl
+
+from minishop.extensions import db
+from minishop.models import AuthSession, User
 
 
 def test_gunicorn_serves_readiness_and_the_catalog_concurrently(
@@ -33,3 +38,21 @@ def test_gunicorn_answers_errors_in_the_envelope(live_server: str) -> None:
     assert response.json()["code"] == 40500
     response = requests.get(f"{live_server}/api/v1/../../etc/passwd", timeout=5)
     assert response.json()["code"] == 40400
+
+
+def test_concurrent_first_logins_of_one_openid_create_one_user(
+    live_server: str, emulator: EmulatorControl, app: Any
+) -> None:
+    openid = "o-concurrent-first-login-openid"
+    codes = [emulator.new_login_code(openid=openid).code for _ in range(12)]
+
+    def log_in(code: str) -> requests.Response:
+        return requests.post(f"{live_server}/api/v1/auth/login", json={"code": code}, timeout=10)
+
+    with ThreadPoolExecutor(max_workers=12) as pool:
+        responses = list(pool.map(log_in, codes))
+    assert [r.status_code for r in responses] == [200] * 12, [r.json() for r in responses]
+    assert len({r.json()["data"]["user"]["id"] for r in responses}) == 1
+    db.session.rollback()
+    assert db.session.scalar(select(func.count()).select_from(User)) == 1
+    assert db.session.scalar(select(func.count()).select_from(AuthSession)) == 12

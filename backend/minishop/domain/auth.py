@@ -51,8 +51,10 @@ class Principal:
 def find_or_create_user(openid: str, unionid: str | None) -> User:
     """Concurrent first logins of one openid create one row: the unique index decides.
 
-    The loser's INSERT fails on the index; it then re-reads with a locking read, which sees the
-    winner's committed row (a plain read would reuse its older REPEATABLE READ snapshot).
+    The loser's INSERT fails on the index; it then re-reads with a shared locking read, which
+    sees the winner's committed row (a plain read would reuse its older REPEATABLE READ
+    snapshot). Shared, not FOR UPDATE: every loser already holds a shared lock on that index
+    entry from its failed INSERT, and several of them asking for an exclusive lock deadlock.
     """
     statement = select(User).where(User.openid == openid)
     user = db.session.scalar(statement)
@@ -62,7 +64,7 @@ def find_or_create_user(openid: str, unionid: str | None) -> User:
                 user = User(openid=openid, unionid=unionid)
                 db.session.add(user)
         except IntegrityError:
-            user = db.session.scalars(statement.with_for_update()).one()
+            user = db.session.scalars(statement.with_for_update(read=True)).one()
     if unionid and user.unionid != unionid:
         user.unionid = unionid
     return user

@@ -1,0 +1,278 @@
+"""Run the emulator as a subprocess from a test suite, and drive it through its control API.
+
+    with EmulatorProcess() as emulator:
+        settings = TestingSettings(WECHAT_API_BASE=emulator.base_url)
+        login = emulator.control.new_login_code()
+        ...  # the backend exchanges login.code; the emulator answers login.openid
+
+The process listens on a free loopback port that it picks itself (`--port 0`) and announces,
+so parallel test sessions never race for a port. Only the standard library is used here, so
+importing this module adds no test dependency.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import queue
+import re
+import subprocess
+import sys
+import threading
+import time
+import urllib.error
+import urllib.parse
+import urllib.request
+from collections import deque
+from collections.abc import Mapping
+from dataclasses import dataclass
+from types import TracebackType
+from typing import Any, Self
+
+_LISTENING = re.compile(r"listening on (http://\S+)")
+# No proxy from the environment may stand between a test and its loopback emulator.
+_OPENER = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+
+
+class EmulatorError(RuntimeError):
+    """The emulator process could not be started or did not become healthy."""
+
+
+class EmulatorControlError(RuntimeError):
+    """The control API refused a request (a bug in the test, usually): status and message."""
+
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__(f"{status}: {message}")
+        self.status = status
+        self.message = message
+
+
+@dataclass(frozen=True)
+class LoginCode:
+    """A wx.login code and the openid jscode2session will answer for it."""
+
+    code: str
+    openid: str
+
+
+class EmulatorControl:
+    """Typed calls to /__emulator/ (see the README for what each one does)."""
+
+    def __init__(self, base_url: str, timeout: float = 10.0) -> None:
+        self.base_url = base_url.rstrip("/")
+        self.timeout = timeout
+
+    def _call(
+        self,
+        method: str,
+        path: str,
+        body: Mapping[str, Any] | None = None,
+        query: Mapping[str, str] | None = None,
+    ) -> Any:
+        url = f"{self.base_url}/__emulator/{path}"
+        if query:
+            url += "?" + urllib.parse.urlencode(query)
+        data = None if body is None else json.dumps(body, ensure_ascii=False).encode()
+        request = urllib.request.Request(url, data=data, method=method)  # noqa: S310 (http only)
+        request.add_header("Content-Type", "application/json")
+        try:
+            with _OPENER.open(request, timeout=self.timeout) as response:
+                return json.loads(response.read())
+        except urllib.error.HTTPError as error:
+            payload = error.read().decode(errors="replace")
+            try:
+                message = json.loads(payload)["error"]
+            except (ValueError, KeyError, TypeError):
+                message = payload
+            raise EmulatorControlError(error.code, message) from None
+
+    def health(self) -> bool:
+        try:
+            return bool(self._call("GET", "health")["status"] == "ok")
+        except (OSError, EmulatorControlError):
+            return False
+
+    def reset(self) -> None:
+        self._call("POST", "reset")
+
+    def new_login_code(self, openid: str | None = None, unionid: str | None = None) -> LoginCode:
+        body = {k: v for k, v in {"openid": openid, "unionid": unionid}.items() if v is not None}
+        answer = self._call("POST", "codes", body)
+        return LoginCode(code=answer["code"], openid=answer["openid"])
+
+    def new_phone_code(self, phone: str, country_code: str = "86") -> str:
+        answer = self._call("POST", "phone-codes", {"phone": phone, "country_code": country_code})
+        return str(answer["code"])
+
+    def user(self, openid: str) -> dict[str, Any]:
+        return dict(self._call("GET", f"users/{urllib.parse.quote(openid, safe='')}"))
+
+    def register_template(self, template_id: str, keywords: list[str] | None = None) -> None:
+        body: dict[str, Any] = {"template_id": template_id}
+        if keywords is not None:
+            body["keywords"] = keywords
+        self._call("POST", "templates", body)
+
+    def grant_subscription(self, openid: str, template_id: str, count: int = 1) -> int:
+        """Returns how many sends of the template the user now allows."""
+        body = {"openid": openid, "template_id": template_id, "count": count}
+        return int(self._call("POST", "subscriptions", body)["remaining"])
+
+    def faults(
+        self,
+        api: str,
+        *,
+        errcode: int | None = None,
+        http_status: int | None = None,
+        delay_ms: int | None = None,
+        times: int = 1,
+    ) -> dict[str, Any]:
+        """Script the next `times` calls of `api` (see the README for the api names)."""
+        fields = {"errcode": errcode, "http_status": http_status, "delay_ms": delay_ms}
+        body = {"api": api, "times": times, **{k: v for k, v in fields.items() if v is not None}}
+        return dict(self._call("POST", "faults", body))
+
+    def pending_faults(self) -> list[dict[str, Any]]:
+        return list(self._call("GET", "faults"))
+
+    def clear_faults(self) -> None:
+        self._call("DELETE", "faults")
+
+    def calls(self, api: str | None = None) -> list[dict[str, Any]]:
+        return list(self._call("GET", "calls", query={"api": api} if api else None))
+
+    def messages(self, kind: str | None = None) -> list[dict[str, Any]]:
+        return list(self._call("GET", "messages", query={"kind": kind} if kind else None))
+
+    def advance_clock(self, seconds: float) -> float:
+        """Returns the emulator's new now (unix seconds)."""
+        return float(self._call("POST", "clock", {"advance_seconds": seconds})["now"])
+
+    def configure(self, **settings: Any) -> dict[str, Any]:
+        """Change settings (token_ttl_seconds=60, ...); returns all of them."""
+        return dict(self._call("POST", "config", settings))
+
+
+class EmulatorProcess:
+    """`python -m wechat_emulator` on a free loopback port, healthy once `start()` returns."""
+
+    def __init__(
+        self,
+        *,
+        appid: str | None = None,
+        secret: str | None = None,
+        corpid: str | None = None,
+        corpsecret: str | None = None,
+        agentid: int | None = None,
+        env: Mapping[str, str] | None = None,
+        startup_timeout: float = 20.0,
+    ) -> None:
+        options = {
+            "--appid": appid,
+            "--secret": secret,
+            "--corpid": corpid,
+            "--corpsecret": corpsecret,
+            "--agentid": None if agentid is None else str(agentid),
+        }
+        self.command = [sys.executable, "-m", "wechat_emulator", "--port", "0", "--quiet"]
+        for flag, value in options.items():
+            if value is not None:
+                self.command += [flag, value]
+        self.env = dict(os.environ) | dict(env or {})
+        self.startup_timeout = startup_timeout
+        self._process: subprocess.Popen[str] | None = None
+        self._reader: threading.Thread | None = None
+        self._output: deque[str] = deque(maxlen=200)
+        self._base_url: str | None = None
+
+    @property
+    def base_url(self) -> str:
+        """http://127.0.0.1:PORT: the WECHAT_API_BASE for the backend under test."""
+        if self._base_url is None:
+            raise EmulatorError("the emulator is not running: call start() first")
+        return self._base_url
+
+    @property
+    def control(self) -> EmulatorControl:
+        return EmulatorControl(self.base_url)
+
+    @property
+    def output(self) -> str:
+        """The process's last lines of output (for a failing test's message)."""
+        return "".join(self._output)
+
+    def start(self) -> Self:
+        process = subprocess.Popen(  # noqa: S603 (our own interpreter and module)
+            self.command,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+            encoding="utf-8",
+            errors="replace",
+            env=self.env,
+        )
+        self._process = process
+        announced: queue.Queue[str | None] = queue.Queue()
+        self._reader = threading.Thread(
+            target=self._read_output, args=(process, announced), daemon=True
+        )
+        self._reader.start()
+        deadline = time.monotonic() + self.startup_timeout
+        try:
+            url = announced.get(timeout=self.startup_timeout)
+        except queue.Empty:
+            url = None
+        if url is None:
+            self.stop()
+            raise EmulatorError(f"the emulator did not start:\n{self.output}")
+        self._base_url = url
+        control = self.control
+        while not control.health():
+            if process.poll() is not None or time.monotonic() > deadline:
+                self.stop()
+                raise EmulatorError(f"the emulator did not become healthy:\n{self.output}")
+            time.sleep(0.05)
+        return self
+
+    def _read_output(
+        self, process: subprocess.Popen[str], announced: queue.Queue[str | None]
+    ) -> None:
+        """Keep the pipe drained (a full pipe would block the server) and spot the URL line."""
+        assert process.stdout is not None
+        waiting = True
+        for line in process.stdout:
+            self._output.append(line)
+            match = _LISTENING.search(line) if waiting else None
+            if match:
+                announced.put(match.group(1))
+                waiting = False
+        if waiting:
+            announced.put(None)
+
+    def stop(self) -> None:
+        """Terminate the process (SIGTERM, then SIGKILL after 10 s); safe to call twice."""
+        process, self._process, self._base_url = self._process, None, None
+        if process is None:
+            return
+        process.terminate()
+        try:
+            process.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+        if self._reader is not None:
+            self._reader.join(timeout=5)
+        if process.stdout is not None:
+            process.stdout.close()
+
+    def __enter__(self) -> Self:
+        return self.start()
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        self.stop()
