@@ -18,6 +18,17 @@ COPY backend/minishop /src/backend/minishop
 RUN pip install --no-cache-dir --no-deps /src/backend
 
 
+# The WeChat emulator (tools/wechat_emulator) for docker-compose and load tests: `--target wechat-emulator`.
+FROM python:3.11-slim-bookworm AS wechat-emulator
+COPY --from=builder /opt/venv /opt/venv
+COPY tools/wechat_emulator /src/wechat_emulator
+RUN /opt/venv/bin/pip install --no-cache-dir --no-deps /src/wechat_emulator \
+    && useradd --system --no-log-init --uid 10001 emulator
+USER 10001
+EXPOSE 8001
+CMD ["/opt/venv/bin/python", "-m", "wechat_emulator", "--host", "0.0.0.0", "--port", "8001"]
+
+
 FROM python:3.11-slim-bookworm
 
 # A fixed numeric uid, so that Kubernetes' runAsNonRoot can verify it.
