@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from flask_openapi3 import Info, OpenAPI
 
-from minishop import api, cli, errors, kvstore
+from minishop import api, cache, cli, errors, kvstore
 from minishop.config import Settings, check_settings, load_settings
-from minishop.extensions import cache, db, migrate
+from minishop.extensions import db, migrate
 from minishop.observability import request_id
 from minishop.security import keys
 from minishop.wechat import miniprogram
@@ -35,8 +35,8 @@ def create_app(settings: Settings | None = None) -> OpenAPI:
 
     db.init_app(app)
     migrate.init_app(app, db)
-    cache.init_app(app)
     kvstore.init_app(app)
+    cache.init_app(app)
     keys.init_app(app)
     miniprogram.init_app(app)
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import click
 from flask import Flask
 
-from minishop.domain import auth, seeding
+from minishop.domain import auth, orders, seeding
 
 
 @click.command("seed")
@@ -23,6 +23,18 @@ def grant_admin_command(openid: str) -> None:
     click.echo(f"grant-admin: user {user.id} is now {user.role}")
 
 
+@click.group("orders")
+def orders_group() -> None:
+    """Order operations."""
+
+
+@orders_group.command("expire")
+def expire_orders_command() -> None:
+    """Cancel unpaid orders past their expiry and return their stock (a CronJob runs this)."""
+    click.echo(f"orders expire: {orders.expire_orders()} orders expired")
+
+
 def init_app(app: Flask) -> None:
     app.cli.add_command(seed_command)
     app.cli.add_command(grant_admin_command)
+    app.cli.add_command(orders_group)

@@ -65,9 +65,20 @@ class Settings(BaseSettings):
 
     REDIS_URL: str | None = None
     REDIS_TIMEOUT_SECONDS: float = 1.0
-    CACHE_DEFAULT_TIMEOUT: int = 300
+    # Catalog cache (minishop/cache.py). TTLs get up to CACHE_TTL_JITTER (a fraction) of random
+    # extra time; an expired entry is still served for CACHE_STALE_SECONDS while one request
+    # rebuilds it.
+    CACHE_ENABLED: bool = True
+    CACHE_PRODUCT_TTL_SECONDS: int = 300
+    CACHE_CATEGORIES_TTL_SECONDS: int = 600
+    CACHE_NEGATIVE_TTL_SECONDS: int = 30
+    CACHE_TTL_JITTER: float = 0.2
+    CACHE_STALE_SECONDS: int = 60
 
     MAX_CONTENT_LENGTH: int = 1024 * 1024
+
+    # Unpaid orders are cancelled (stock returned) this long after they were placed.
+    ORDER_EXPIRE_MINUTES: int = 15
 
     WECHAT_APPID: str = "wx0000000000000000"
     WECHAT_SECRET: str = DEV_SECRETS["WECHAT_SECRET"]
@@ -101,27 +112,11 @@ class Settings(BaseSettings):
                 "pool_recycle": self.DB_POOL_RECYCLE_SECONDS,
                 "connect_args": {"connect_timeout": self.DB_CONNECT_TIMEOUT_SECONDS},
             }
-        cache: dict[str, Any] = {"CACHE_TYPE": "SimpleCache"}
-        if self.REDIS_URL:
-            cache = {
-                "CACHE_TYPE": "RedisCache",
-                "CACHE_REDIS_URL": self.REDIS_URL,
-                "CACHE_KEY_PREFIX": f"{self.SERVICE_NAME}:",
-                "CACHE_OPTIONS": {
-                    "socket_timeout": self.REDIS_TIMEOUT_SECONDS,
-                    "socket_connect_timeout": self.REDIS_TIMEOUT_SECONDS,
-                },
-            }
-        return (
-            self.model_dump()
-            | cache
-            | {
-                "APP_ENV": self.APP_ENV,
-                "SQLALCHEMY_DATABASE_URI": url,
-                "SQLALCHEMY_ENGINE_OPTIONS": engine_options,
-                "CACHE_DEFAULT_TIMEOUT": self.CACHE_DEFAULT_TIMEOUT,
-            }
-        )
+        return self.model_dump() | {
+            "APP_ENV": self.APP_ENV,
+            "SQLALCHEMY_DATABASE_URI": url,
+            "SQLALCHEMY_ENGINE_OPTIONS": engine_options,
+        }
 
 
 class DevelopmentSettings(Settings):

@@ -20,6 +20,23 @@ if redis.call('get', KEYS[1]) == ARGV[1] then
 end
 return 0
 """
+# KEYS: value key, generation key. ARGV: value, ttl ms, the generation the value was read under.
+SET_IF_GENERATION = """
+if (redis.call('get', KEYS[2]) or '0') == ARGV[3] then
+    redis.call('set', KEYS[1], ARGV[1], 'PX', ARGV[2])
+    return 1
+end
+return 0
+"""
+# KEYS: value key, generation key. ARGV: generation ttl ms.
+BUMP_GENERATION = """
+redis.call('del', KEYS[1])
+redis.call('incr', KEYS[2])
+redis.call('pexpire', KEYS[2], ARGV[1])
+return 1
+"""
+# A generation outlives any value written under it, so a bumped one cannot reappear as '0'.
+GENERATION_TTL_SECONDS = 7 * 24 * 3600
 
 
 class KeyValueStore(Protocol):
@@ -30,6 +47,22 @@ class KeyValueStore(Protocol):
     def set_if_absent(self, key: str, value: str, ttl_seconds: float) -> bool: ...
 
     def delete_if_equals(self, key: str, value: str) -> bool: ...
+
+    def generation(self, generation_key: str) -> str:
+        """The current generation of a value ("0" before the first bump)."""
+        ...
+
+    def set_if_generation(
+        self, key: str, value: str, ttl_seconds: float, generation_key: str, generation: str
+    ) -> bool:
+        """Store `value` only if nothing bumped `generation_key` since `generation` was read."""
+        ...
+
+    def bump_generation(self, key: str, generation_key: str) -> None:
+        """Delete `key` and make every write prepared under the old generation a no-op."""
+        ...
+
+    def ping(self) -> bool: ...
 
 
 def _milliseconds(seconds: float) -> int:
@@ -43,6 +76,8 @@ class RedisStore:
         self.client = client
         self.prefix = prefix
         self._release = client.register_script(RELEASE_IF_OWNER)
+        self._set_if_generation = client.register_script(SET_IF_GENERATION)
+        self._bump_generation = client.register_script(BUMP_GENERATION)
 
     def get(self, key: str) -> str | None:
         value = self.client.get(self.prefix + key)
@@ -57,6 +92,24 @@ class RedisStore:
 
     def delete_if_equals(self, key: str, value: str) -> bool:
         return bool(self._release(keys=[self.prefix + key], args=[value]))
+
+    def generation(self, generation_key: str) -> str:
+        return self.get(generation_key) or "0"
+
+    def set_if_generation(
+        self, key: str, value: str, ttl_seconds: float, generation_key: str, generation: str
+    ) -> bool:
+        keys = [self.prefix + key, self.prefix + generation_key]
+        return bool(
+            self._set_if_generation(keys=keys, args=[value, _milliseconds(ttl_seconds), generation])
+        )
+
+    def bump_generation(self, key: str, generation_key: str) -> None:
+        keys = [self.prefix + key, self.prefix + generation_key]
+        self._bump_generation(keys=keys, args=[_milliseconds(GENERATION_TTL_SECONDS)])
+
+    def ping(self) -> bool:
+        return bool(self.client.ping())
 
 
 class MemoryStore:
@@ -93,6 +146,29 @@ class MemoryStore:
                 return False
             del self._items[key]
             return True
+
+    def generation(self, generation_key: str) -> str:
+        return self.get(generation_key) or "0"
+
+    def set_if_generation(
+        self, key: str, value: str, ttl_seconds: float, generation_key: str, generation: str
+    ) -> bool:
+        with self._lock:
+            now = time.monotonic()
+            if (self._live(generation_key, now) or "0") != generation:
+                return False
+            self._items[key] = (value, now + ttl_seconds)
+            return True
+
+    def bump_generation(self, key: str, generation_key: str) -> None:
+        with self._lock:
+            now = time.monotonic()
+            self._items.pop(key, None)
+            bumped = int(self._live(generation_key, now) or "0") + 1
+            self._items[generation_key] = (str(bumped), now + GENERATION_TTL_SECONDS)
+
+    def ping(self) -> bool:
+        return True
 
 
 def store_for(redis_url: str | None, timeout_seconds: float, key_prefix: str) -> KeyValueStore:

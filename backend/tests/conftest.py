@@ -28,13 +28,13 @@ from pytest_mysql.executor import MySQLExecutor
 from pytest_redis import factories as redis_factories
 from pytest_redis.executor import RedisExecutor
 from redis import Redis
-from sqlalchemy import delete
+from sqlalchemy import delete, update
 from wechat_emulator.testing import EmulatorControl, EmulatorProcess
 
 from minishop import create_app
 from minishop.config import TestingSettings
 from minishop.extensions import db
-from minishop.models import Category, Product, ProductStatus
+from minishop.models import Category, Product, ProductStatus, Role, User
 
 BACKEND_DIR = Path(__file__).resolve().parent.parent
 MIGRATIONS_DIR = str(BACKEND_DIR / "migrations")
@@ -261,3 +261,23 @@ def log_in(client: FlaskClient, emulator: EmulatorControl) -> Callable[..., dict
 
 def bearer(data: dict[str, Any]) -> dict[str, str]:
     return {"Authorization": f"Bearer {data['access_token']}"}
+
+
+@pytest.fixture()
+def admin(log_in: Callable[..., dict[str, Any]]) -> dict[str, Any]:
+    """A logged-in user with the admin role."""
+    data = log_in()
+    db.session.execute(update(User).where(User.id == data["user"]["id"]).values(role=Role.ADMIN))
+    db.session.commit()
+    return data
+
+
+@pytest.fixture()
+def stocked_product(app: Any) -> Product:
+    category = Category(name="Stock", sort=0)
+    db.session.add(category)
+    db.session.flush()
+    product = Product(category_id=category.id, title="Limited tea", price_fen=1000, stock=50)
+    db.session.add(product)
+    db.session.commit()
+    return product

@@ -36,7 +36,7 @@ def production_env(monkeypatch: pytest.MonkeyPatch) -> pytest.MonkeyPatch:
 def test_production_accepts_a_complete_configuration(production_env: pytest.MonkeyPatch) -> None:
     settings = load_settings()
     assert isinstance(settings, ProductionSettings)
-    assert settings.flask_config()["CACHE_TYPE"] == "RedisCache"
+    assert settings.flask_config()["REDIS_URL"] == GOOD_PRODUCTION_ENV["REDIS_URL"]
 
 
 @pytest.mark.parametrize(
@@ -87,14 +87,14 @@ def test_an_unknown_app_env_is_refused() -> None:
         load_settings("staging")
 
 
-def test_development_defaults_to_sqlite_and_an_in_process_cache(
+def test_development_defaults_to_sqlite_and_no_redis(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     monkeypatch.delenv("DATABASE_URL", raising=False)
     monkeypatch.delenv("REDIS_URL", raising=False)
     config = load_settings("development").flask_config()
     assert config["SQLALCHEMY_DATABASE_URI"].startswith("sqlite:///")
-    assert config["CACHE_TYPE"] == "SimpleCache"
+    assert config["REDIS_URL"] is None
 
 
 def _run_refusing(command: list[str]) -> subprocess.CompletedProcess[str]:

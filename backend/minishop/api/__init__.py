@@ -9,10 +9,10 @@ from flask import Response, current_app, jsonify, request
 from flask_openapi3 import OpenAPI
 from werkzeug.exceptions import BadRequest
 
-from minishop.api import auth, guards, health, products, users
+from minishop.api import admin, auth, guards, health, orders, products, users
 from minishop.errors import AppError, ErrorCode
 
-BLUEPRINTS = (health.bp, auth.bp, users.bp, products.bp)
+BLUEPRINTS = (health.bp, auth.bp, users.bp, products.bp, orders.bp, admin.bp)
 
 
 @cache

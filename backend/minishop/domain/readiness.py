@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import logging
-import uuid
 
 from sqlalchemy import text
 
-from minishop.extensions import cache, db
+from minishop.extensions import db
+from minishop.kvstore import kv
 
 log = logging.getLogger(__name__)
 
@@ -26,12 +26,8 @@ def _database_answers() -> bool:
 
 
 def _cache_answers() -> bool:
-    probe_key = f"readyz:{uuid.uuid4().hex}"
     try:
-        stored = cache.set(probe_key, "1", timeout=5)
-        answered = cache.get(probe_key) == "1"
-        cache.delete(probe_key)
-        return bool(stored) and answered
+        return kv().ping()
     except Exception as exc:
         log.warning("readiness: cache unavailable: %s", type(exc).__name__)
         return False

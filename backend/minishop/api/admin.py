@@ -1,0 +1,160 @@
+"""Back office for admins: catalog writes and order handling."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from flask import Response
+from flask_openapi3 import APIBlueprint, Tag
+from pydantic import BaseModel, Field, model_validator
+
+from minishop.api.common import Page, PageQuery, StrictBody
+from minishop.api.guards import BEARER_SECURITY, admin_required
+from minishop.api.orders import OrderOut, OrderPath, order_page
+from minishop.api.products import CategoryOut, ProductDetailOut
+from minishop.domain import catalog, catalog_admin, orders
+from minishop.envelope import Envelope, ok
+from minishop.models import OrderStatus, Product, ProductStatus
+
+bp = APIBlueprint(
+    "admin",
+    __name__,
+    url_prefix="/api/v1/admin",
+    abp_tags=[Tag(name="admin")],
+    abp_security=BEARER_SECURITY,
+)
+
+COVER_URL = r"^(https://[^\s]+)?$"
+
+
+class CategoryBody(StrictBody):
+    name: str = Field(min_length=1, max_length=64)
+    sort: int = Field(0, ge=-1_000_000, le=1_000_000)
+
+
+class CategoryPatch(StrictBody):
+    name: str | None = Field(None, min_length=1, max_length=64)
+    sort: int | None = Field(None, ge=-1_000_000, le=1_000_000)
+
+
+class CategoryPath(BaseModel):
+    category_id: int = Field(ge=1)
+
+
+class ProductPath(BaseModel):
+    product_id: int = Field(ge=1)
+
+
+class ProductBody(StrictBody):
+    category_id: int = Field(ge=1)
+    title: str = Field(min_length=1, max_length=128)
+    description: str = Field("", max_length=5000)
+    price_fen: int = Field(ge=0, le=100_000_000)
+    stock: int = Field(0, ge=0, le=1_000_000)
+    status: ProductStatus = ProductStatus.ON_SALE
+    cover_url: str = Field("", max_length=512, pattern=COVER_URL)
+
+
+class ProductPatch(StrictBody):
+    version: int = Field(ge=1, description="the version you read; a newer one means 40900")
+    category_id: int | None = Field(None, ge=1)
+    title: str | None = Field(None, min_length=1, max_length=128)
+    description: str | None = Field(None, max_length=5000)
+    price_fen: int | None = Field(None, ge=0, le=100_000_000)
+    cover_url: str | None = Field(None, max_length=512, pattern=COVER_URL)
+
+    @model_validator(mode="after")
+    def something_to_change(self) -> ProductPatch:
+        if not self.model_fields_set - {"version"}:
+            raise ValueError("give at least one field to change")
+        return self
+
+
+class StockBody(StrictBody):
+    stock: int = Field(ge=0, le=1_000_000)
+
+
+class AdminOrderQuery(PageQuery):
+    status: OrderStatus | None = None
+    created_from: datetime | None = None
+    created_to: datetime | None = None
+
+
+class Deleted(BaseModel):
+    deleted: bool
+
+
+def product_out(product: Product) -> ProductDetailOut:
+    return ProductDetailOut.model_validate(catalog.product_document(product))
+
+
+@bp.post("/categories", responses={201: Envelope[CategoryOut]})
+@admin_required
+def create_category(body: CategoryBody) -> Response:
+    category = catalog_admin.create_category(body.name, body.sort)
+    return ok(CategoryOut.model_validate(category), status=201)
+
+
+@bp.patch("/categories/<int:category_id>", responses={200: Envelope[CategoryOut]})
+@admin_required
+def update_category(path: CategoryPath, body: CategoryPatch) -> Response:
+    changes = body.model_dump(exclude_unset=True)
+    return ok(CategoryOut.model_validate(catalog_admin.update_category(path.category_id, changes)))
+
+
+@bp.delete("/categories/<int:category_id>", responses={200: Envelope[Deleted]})
+@admin_required
+def delete_category(path: CategoryPath) -> Response:
+    catalog_admin.delete_category(path.category_id)
+    return ok(Deleted(deleted=True))
+
+
+@bp.post("/products", responses={201: Envelope[ProductDetailOut]})
+@admin_required
+def create_product(body: ProductBody) -> Response:
+    return ok(product_out(catalog_admin.create_product(body.model_dump())), status=201)
+
+
+@bp.patch("/products/<int:product_id>", responses={200: Envelope[ProductDetailOut]})
+@admin_required
+def update_product(path: ProductPath, body: ProductPatch) -> Response:
+    changes = body.model_dump(exclude_unset=True, exclude={"version"})
+    return ok(product_out(catalog_admin.update_product(path.product_id, body.version, changes)))
+
+
+@bp.put("/products/<int:product_id>/stock", responses={200: Envelope[ProductDetailOut]})
+@admin_required
+def set_stock(path: ProductPath, body: StockBody) -> Response:
+    return ok(product_out(catalog_admin.set_stock(path.product_id, body.stock)))
+
+
+@bp.post("/products/<int:product_id>/on-sale", responses={200: Envelope[ProductDetailOut]})
+@admin_required
+def put_on_sale(path: ProductPath) -> Response:
+    return ok(product_out(catalog_admin.set_status(path.product_id, ProductStatus.ON_SALE)))
+
+
+@bp.post("/products/<int:product_id>/off-sale", responses={200: Envelope[ProductDetailOut]})
+@admin_required
+def take_off_sale(path: ProductPath) -> Response:
+    return ok(product_out(catalog_admin.set_status(path.product_id, ProductStatus.OFF_SALE)))
+
+
+@bp.get("/orders", responses={200: Envelope[Page[OrderOut]]})
+@admin_required
+def list_orders(query: AdminOrderQuery) -> Response:
+    found, total = orders.list_orders(
+        user_id=None,
+        status=query.status,
+        created_from=query.created_from,
+        created_to=query.created_to,
+        page=query.page,
+        page_size=query.page_size,
+    )
+    return ok(order_page(found, total, query))
+
+
+@bp.post("/orders/<order_no>/ship", responses={200: Envelope[OrderOut]})
+@admin_required
+def ship_order(path: OrderPath) -> Response:
+    return ok(OrderOut.model_validate(orders.ship_order(path.order_no)))

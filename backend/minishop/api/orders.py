@@ -1,0 +1,124 @@
+"""The caller's orders: place (idempotent), list, read, cancel."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from flask import Response
+from flask_openapi3 import APIBlueprint, Tag
+from pydantic import BaseModel, ConfigDict, Field
+
+from minishop.api.common import Page, PageQuery, StrictBody
+from minishop.api.guards import BEARER_SECURITY, current_principal, login_required
+from minishop.domain import orders
+from minishop.envelope import Envelope, ok
+from minishop.models import Order, OrderStatus
+
+bp = APIBlueprint("orders", __name__, url_prefix="/api/v1/orders", abp_tags=[Tag(name="orders")])
+
+ORDER_NO_PATTERN = r"^[0-9]{14,32}$"
+
+
+class OrderLineIn(StrictBody):
+    product_id: int = Field(ge=1)
+    quantity: int = Field(ge=1, le=99)
+
+
+class PlaceOrderBody(StrictBody):
+    items: list[OrderLineIn] = Field(min_length=1, max_length=20)
+    remark: str = Field("", max_length=200)
+
+
+class IdempotencyHeader(BaseModel):
+    model_config = ConfigDict(extra="ignore", populate_by_name=True)
+
+    idempotency_key: str = Field(
+        alias="Idempotency-Key",
+        min_length=8,
+        max_length=64,
+        pattern=r"^[A-Za-z0-9_-]+$",
+        description="one per purchase attempt: a retry with the same key returns the same order",
+    )
+
+
+class OrderItemOut(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+
+    product_id: int
+    title: str
+    price_fen: int
+    quantity: int
+    subtotal_fen: int
+
+
+class OrderOut(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+
+    order_no: str
+    status: OrderStatus
+    total_fen: int
+    remark: str
+    items: list[OrderItemOut]
+    created_at: datetime
+    expires_at: datetime
+    paid_at: datetime | None
+
+
+class OrderQuery(PageQuery):
+    status: OrderStatus | None = None
+
+
+class OrderPath(BaseModel):
+    order_no: str = Field(pattern=ORDER_NO_PATTERN)
+
+
+def order_page(found: list[Order], total: int, query: PageQuery) -> Page[OrderOut]:
+    return Page[OrderOut](
+        items=[OrderOut.model_validate(order) for order in found],
+        page=query.page,
+        page_size=query.page_size,
+        total=total,
+    )
+
+
+@bp.post(
+    "",
+    responses={201: Envelope[OrderOut], 200: Envelope[OrderOut]},
+    security=BEARER_SECURITY,
+)
+@login_required
+def place_order(header: IdempotencyHeader, body: PlaceOrderBody) -> Response:
+    """201 for a new order; 200 with the same order when the Idempotency-Key was seen before."""
+    placed = orders.place_order(
+        current_principal().user,
+        [orders.OrderLine(line.product_id, line.quantity) for line in body.items],
+        body.remark,
+        header.idempotency_key,
+    )
+    return ok(OrderOut.model_validate(placed.order), status=201 if placed.created else 200)
+
+
+@bp.get("", responses={200: Envelope[Page[OrderOut]]}, security=BEARER_SECURITY)
+@login_required
+def list_orders(query: OrderQuery) -> Response:
+    found, total = orders.list_orders(
+        user_id=current_principal().user.id,
+        status=query.status,
+        page=query.page,
+        page_size=query.page_size,
+    )
+    return ok(order_page(found, total, query))
+
+
+@bp.get("/<order_no>", responses={200: Envelope[OrderOut]}, security=BEARER_SECURITY)
+@login_required
+def get_order(path: OrderPath) -> Response:
+    return ok(
+        OrderOut.model_validate(orders.get_user_order(current_principal().user, path.order_no))
+    )
+
+
+@bp.post("/<order_no>/cancel", responses={200: Envelope[OrderOut]}, security=BEARER_SECURITY)
+@login_required
+def cancel_order(path: OrderPath) -> Response:
+    return ok(OrderOut.model_validate(orders.cancel_order(current_principal().user, path.order_no)))

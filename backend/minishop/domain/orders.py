@@ -1,0 +1,279 @@
+"""Placing, reading, cancelling and expiring orders — without ever overselling.
+
+Stock for every line is taken in one transaction with conditional updates
+(`stock = stock - q WHERE stock >= q`), product rows always in ascending id order so two orders
+cannot deadlock each other. A shortage rolls the whole transaction back: nothing is written.
+Cancelling and expiring return stock inside the same transaction as the state change, and only
+the winner of the conditional state update does it: stock comes back exactly once.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import secrets
+from collections import Counter
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from flask import current_app
+from sqlalchemy import ColumnElement, func, select, update
+from sqlalchemy.exc import IntegrityError
+
+from minishop.domain import catalog
+from minishop.domain.order_state import transition
+from minishop.domain.transactions import in_transaction
+from minishop.errors import AppError, ErrorCode
+from minishop.extensions import db
+from minishop.models import Order, OrderItem, OrderStatus, Product, ProductStatus, User
+from minishop.models.types import utcnow
+
+EXPIRY_BATCH = 100
+
+
+@dataclass(frozen=True)
+class OrderLine:
+    product_id: int
+    quantity: int
+
+
+@dataclass(frozen=True)
+class PlacedOrder:
+    order: Order
+    created: bool  # False: the same request was seen before and this is its order
+
+
+def merge_lines(lines: list[OrderLine]) -> dict[int, int]:
+    """Quantities per product, duplicates added up, in ascending product id (the lock order)."""
+    merged: Counter[int] = Counter()
+    for line in lines:
+        merged[line.product_id] += line.quantity
+    return dict(sorted(merged.items()))
+
+
+def request_fingerprint(quantities: dict[int, int], remark: str) -> str:
+    canonical = json.dumps({"items": sorted(quantities.items()), "remark": remark})
+    return hashlib.sha256(canonical.encode()).hexdigest()
+
+
+def new_order_no(now: datetime) -> str:
+    return f"{now:%Y%m%d%H%M%S}{secrets.randbelow(10**10):010d}"
+
+
+def _existing(user_id: int, idempotency_key: str) -> Order | None:
+    order: Order | None = db.session.scalar(
+        select(Order).where(Order.user_id == user_id, Order.idempotency_key == idempotency_key)
+    )
+    return order
+
+
+def _replay(order: Order, fingerprint: str) -> PlacedOrder:
+    if order.request_hash != fingerprint:
+        raise AppError(
+            ErrorCode.CONFLICT, "this Idempotency-Key was used for a different order request"
+        )
+    return PlacedOrder(order, created=False)
+
+
+def _take_stock(quantities: dict[int, int]) -> None:
+    for product_id, quantity in quantities.items():  # ascending ids: a fixed lock order
+        taken = db.session.execute(
+            update(Product)
+            .where(
+                Product.id == product_id,
+                Product.status == ProductStatus.ON_SALE,
+                Product.stock >= quantity,
+            )
+            .values(stock=Product.stock - quantity)
+            .execution_options(synchronize_session=False)
+        )
+        if taken.rowcount == 1:  # type: ignore[attr-defined]
+            continue
+        product = db.session.get(Product, product_id)
+        if product is None or product.status != ProductStatus.ON_SALE:
+            raise AppError(
+                ErrorCode.INVALID_PARAMS,
+                data={
+                    "errors": [
+                        {"field": "items", "message": f"product {product_id} is not on sale"}
+                    ]
+                },
+            )
+        raise AppError(ErrorCode.OUT_OF_STOCK, data={"product_id": product_id})
+
+
+def _insert_order(
+    user: User, quantities: dict[int, int], remark: str, idempotency_key: str, fingerprint: str
+) -> Order:
+    # The rows are locked by this transaction now: titles and prices cannot change under us.
+    products = {
+        p.id: p
+        for p in db.session.scalars(
+            select(Product)
+            .where(Product.id.in_(quantities))
+            .execution_options(populate_existing=True)
+        )
+    }
+    now = utcnow()
+    order = Order(
+        order_no=new_order_no(now),
+        user_id=user.id,
+        status=OrderStatus.PENDING_PAYMENT,
+        remark=remark,
+        idempotency_key=idempotency_key,
+        request_hash=fingerprint,
+        expires_at=now + timedelta(minutes=current_app.config["ORDER_EXPIRE_MINUTES"]),
+        total_fen=0,
+    )
+    for product_id, quantity in quantities.items():
+        product = products[product_id]
+        order.items.append(
+            OrderItem(
+                product_id=product_id,
+                title=product.title,
+                price_fen=product.price_fen,
+                quantity=quantity,
+                subtotal_fen=product.price_fen * quantity,
+            )
+        )
+    order.total_fen = sum(item.subtotal_fen for item in order.items)
+    db.session.add(order)
+    db.session.flush()
+    return order
+
+
+def place_order(
+    user: User, lines: list[OrderLine], remark: str, idempotency_key: str
+) -> PlacedOrder:
+    quantities = merge_lines(lines)
+    fingerprint = request_fingerprint(quantities, remark)
+    existing = _existing(user.id, idempotency_key)
+    if existing is not None:
+        return _replay(existing, fingerprint)
+
+    def work() -> Order:
+        _take_stock(quantities)
+        return _insert_order(user, quantities, remark, idempotency_key, fingerprint)
+
+    try:
+        order = in_transaction(work)
+    except IntegrityError:
+        # The same key won a race a moment ago in another request: answer with its order.
+        existing = _existing(user.id, idempotency_key)
+        if existing is None:
+            raise
+        return _replay(existing, fingerprint)
+    catalog.forget_products(list(quantities))
+    return PlacedOrder(order, created=True)
+
+
+def get_user_order(user: User, order_no: str) -> Order:
+    """Someone else's order is "not found", never "forbidden": order numbers reveal nothing."""
+    return _order_where(Order.order_no == order_no, Order.user_id == user.id)
+
+
+def _order_where(*conditions: ColumnElement[bool]) -> Order:
+    order: Order | None = db.session.scalar(select(Order).where(*conditions))
+    if order is None:
+        raise AppError(ErrorCode.NOT_FOUND, "order not found")
+    return order
+
+
+def list_orders(
+    *,
+    user_id: int | None,
+    status: OrderStatus | None,
+    created_from: datetime | None = None,
+    created_to: datetime | None = None,
+    page: int,
+    page_size: int,
+) -> tuple[list[Order], int]:
+    """Newest first: per user via the (user_id, created_at) index, else via (status, created_at)."""
+    conditions = []
+    if user_id is not None:
+        conditions.append(Order.user_id == user_id)
+    if status is not None:
+        conditions.append(Order.status == status)
+    if created_from is not None:
+        conditions.append(Order.created_at >= created_from)
+    if created_to is not None:
+        conditions.append(Order.created_at < created_to)
+    total = db.session.scalar(select(func.count()).select_from(Order).where(*conditions)) or 0
+    orders = db.session.scalars(
+        select(Order)
+        .where(*conditions)
+        .order_by(Order.created_at.desc(), Order.id.desc())
+        .limit(page_size)
+        .offset((page - 1) * page_size)
+    )
+    return list(orders), total
+
+
+def _return_stock(orders: list[Order]) -> list[int]:
+    """Put the items of `orders` back, one UPDATE per product in ascending id (the lock order)."""
+    returned: Counter[int] = Counter()
+    for order in orders:
+        for item in order.items:
+            returned[item.product_id] += item.quantity
+    for product_id, quantity in sorted(returned.items()):
+        db.session.execute(
+            update(Product)
+            .where(Product.id == product_id)
+            .values(stock=Product.stock + quantity)
+            .execution_options(synchronize_session=False)
+        )
+    return sorted(returned)
+
+
+def cancel_order(user: User, order_no: str) -> Order:
+    def work() -> tuple[Order, list[int]]:
+        order = get_user_order(user, order_no)
+        transition(order, OrderStatus.CANCELLED)
+        return order, _return_stock([order])
+
+    order, product_ids = in_transaction(work)
+    catalog.forget_products(product_ids)
+    return order
+
+
+def expire_orders(now: datetime | None = None) -> int:
+    """Cancel unpaid orders past their expiry and return their stock; safe to run concurrently.
+
+    `FOR UPDATE SKIP LOCKED` lets two copies of this job share the work instead of queueing, and
+    the conditional state update makes a race with a user's cancel return the stock only once.
+    Returns how many orders this run expired.
+    """
+    cutoff = now or utcnow()
+
+    def expire_batch() -> tuple[int, list[int]]:
+        batch = list(
+            db.session.scalars(
+                select(Order)
+                .where(Order.status == OrderStatus.PENDING_PAYMENT, Order.expires_at <= cutoff)
+                .order_by(Order.expires_at, Order.id)
+                .limit(EXPIRY_BATCH)
+                .with_for_update(skip_locked=True)
+            )
+        )
+        for order in batch:
+            transition(order, OrderStatus.CANCELLED)
+        return len(batch), _return_stock(batch)
+
+    expired = 0
+    while True:
+        count, product_ids = in_transaction(expire_batch)
+        catalog.forget_products(product_ids)
+        expired += count
+        if count < EXPIRY_BATCH:
+            return expired
+
+
+def ship_order(order_no: str) -> Order:
+    """Back office: a paid order leaves the warehouse."""
+
+    def work() -> Order:
+        order = _order_where(Order.order_no == order_no)
+        transition(order, OrderStatus.SHIPPED)
+        return order
+
+    return in_transaction(work)
