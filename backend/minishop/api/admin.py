@@ -144,10 +144,12 @@ def take_off_sale(path: ProductPath) -> Response:
 @admin_required
 def list_orders(query: AdminOrderQuery) -> Response:
     found, total = orders.list_orders(
-        user_id=None,
-        status=query.status,
-        created_from=query.created_from,
-        created_to=query.created_to,
+        orders.order_list_query(
+            user_id=None,
+            status=query.status,
+            created_from=query.created_from,
+            created_to=query.created_to,
+        ),
         page=query.page,
         page_size=query.page_size,
     )

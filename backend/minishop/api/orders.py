@@ -102,8 +102,7 @@ def place_order(header: IdempotencyHeader, body: PlaceOrderBody) -> Response:
 @login_required
 def list_orders(query: OrderQuery) -> Response:
     found, total = orders.list_orders(
-        user_id=current_principal().user.id,
-        status=query.status,
+        orders.order_list_query(user_id=current_principal().user.id, status=query.status),
         page=query.page,
         page_size=query.page_size,
     )

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from flask import current_app
-from sqlalchemy import ColumnElement, func, select, update
+from sqlalchemy import ColumnElement, Select, func, select, update
 from sqlalchemy.exc import IntegrityError
 
 from minishop.domain import catalog
@@ -179,15 +179,13 @@ def _order_where(*conditions: ColumnElement[bool]) -> Order:
     return order
 
 
-def list_orders(
+def order_list_query(
     *,
     user_id: int | None,
     status: OrderStatus | None,
     created_from: datetime | None = None,
     created_to: datetime | None = None,
-    page: int,
-    page_size: int,
-) -> tuple[list[Order], int]:
+) -> Select[Order]:
     """Newest first: per user via the (user_id, created_at) index, else via (status, created_at)."""
     conditions = []
     if user_id is not None:
@@ -198,15 +196,15 @@ def list_orders(
         conditions.append(Order.created_at >= created_from)
     if created_to is not None:
         conditions.append(Order.created_at < created_to)
-    total = db.session.scalar(select(func.count()).select_from(Order).where(*conditions)) or 0
-    orders = db.session.scalars(
-        select(Order)
-        .where(*conditions)
-        .order_by(Order.created_at.desc(), Order.id.desc())
-        .limit(page_size)
-        .offset((page - 1) * page_size)
-    )
-    return list(orders), total
+    return select(Order).where(*conditions).order_by(Order.created_at.desc(), Order.id.desc())
+
+
+def list_orders(
+    query: Select[Order], *, page: int, page_size: int
+) -> tuple[list[Order], int]:
+    total = db.session.scalar(select(func.count()).select_from(query.order_by(None).subquery()))
+    found = db.session.scalars(query.limit(page_size).offset((page - 1) * page_size))
+    return list(found), total or 0
 
 
 def _return_stock(orders: list[Order]) -> list[int]:
