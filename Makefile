@@ -8,7 +8,7 @@ BIN := $(VENV)/bin
 UV_VERSION := 0.13.9
 FLASK := cd backend && ../$(BIN)/flask --app minishop
 
-.PHONY: help run test lint fmt migrate seed deps dev-deps lock clean
+.PHONY: help run test lint fmt migrate seed deps dev-deps lock clean bench bench-tuning loadtest
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-10s %s\n", $$1, $$2}'
@@ -47,6 +47,18 @@ test: dev-deps ## the whole test suite against real MariaDB and Redis, with cove
 
 lint: dev-deps ## ruff, mypy, shellcheck, hadolint, yamllint and the CI/deploy config checks
 	bash pipelines/lint.sh
+
+loadtest: dev-deps ## Locust journey with thresholds (LOADTEST_HOST/_USERS/_DURATION); reports/
+	bash pipelines/install-system-deps.sh bench
+	$(BIN)/python loadtest/run_loadtest.py
+
+bench: dev-deps ## side-by-side benchmark (hello vs API) with wrk; reports/bench.md and bench.png
+	bash pipelines/install-system-deps.sh bench
+	$(BIN)/python loadtest/bench.py
+
+bench-tuning: dev-deps ## compare gunicorn worker classes and counts; reports/tuning.md
+	bash pipelines/install-system-deps.sh bench
+	$(BIN)/python loadtest/bench.py --tuning
 
 fmt: dev-deps ## format and auto-fix
 	cd backend && ../$(BIN)/ruff format . && ../$(BIN)/ruff check --fix .

@@ -2,7 +2,7 @@
 # The one place that names the system tools each pipeline step needs: Debian packages, and the
 # npm tools pinned in tools/ci-lint.
 #
-# Usage: pipelines/install-system-deps.sh [--check-or-install] test|lint|all
+# Usage: pipelines/install-system-deps.sh [--check-or-install] test|lint|bench|all
 #   When every binary is present nothing happens. Otherwise, as root, the missing packages are
 #   installed with apt-get; as any other user the apt-get command is printed and the exit code is 1.
 #   --check-or-install is that (only) behaviour, accepted so that callers can spell it out.
@@ -17,6 +17,11 @@ test_deps=(
   mariadbd-safe mariadb-server
   mariadb-admin mariadb-client
   redis-server redis-server
+  node nodejs # runs the mini-program's signing snippet (docs/request-signature.js) in a test
+)
+bench_deps=(
+  "${test_deps[@]}" # make loadtest / make bench start the same servers the tests use
+  wrk wrk           # the load generator of make bench
 )
 lint_deps=(
   make make
@@ -33,9 +38,10 @@ purpose=${1:-}
 case $purpose in
   test) deps=("${test_deps[@]}") ;;
   lint) deps=("${lint_deps[@]}") ;;
-  all) deps=("${test_deps[@]}" "${lint_deps[@]}") ;;
+  bench) deps=("${bench_deps[@]}") ;;
+  all) deps=("${bench_deps[@]}" "${lint_deps[@]}") ;;
   *)
-    echo "usage: $0 [--check-or-install] test|lint|all" >&2
+    echo "usage: $0 [--check-or-install] test|lint|bench|all" >&2
     exit 2
     ;;
 esac
@@ -60,7 +66,7 @@ if ((${#missing[@]})); then
   DEBIAN_FRONTEND=noninteractive "${install[@]}"
 fi
 
-if [[ $purpose != test ]]; then
+if [[ $purpose == lint || $purpose == all ]]; then
   # `npm ci` starts by deleting node_modules, so run it only when the lock is newer than the install.
   if [[ ! tools/ci-lint/node_modules/.package-lock.json -nt tools/ci-lint/package-lock.json ]]; then
     (cd tools/ci-lint && npm ci --no-audit --no-fund)

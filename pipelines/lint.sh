@@ -44,6 +44,8 @@ check "mypy" in_backend "$venv/mypy"
 check "ruff (emulator)" in_backend "$venv/ruff" check ../tools/wechat_emulator
 check "ruff format (emulator)" in_backend "$venv/ruff" format --check ../tools/wechat_emulator
 check "mypy (emulator)" "$venv/mypy" --strict tools/wechat_emulator/wechat_emulator
+check "ruff (loadtest)" in_backend "$venv/ruff" check ../loadtest
+check "ruff format (loadtest)" in_backend "$venv/ruff" format --check ../loadtest
 check "shellcheck" shellcheck "${shell_files[@]}" .ci/run
 check "hadolint" "$venv/hadolint" Dockerfile
 check "yamllint" "$venv/yamllint" -c .yamllint.yml --strict .

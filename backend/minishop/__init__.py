@@ -4,11 +4,10 @@ from __future__ import annotations
 
 from flask_openapi3 import Info, OpenAPI
 
-from minishop import api, cache, cli, errors, kvstore
+from minishop import api, cache, cli, errors, kvstore, observability, storage
 from minishop.config import Settings, check_settings, load_settings
 from minishop.extensions import db, migrate
-from minishop.observability import request_id
-from minishop.security import keys
+from minishop.security import headers, keys
 from minishop.wechat import miniprogram
 
 __version__ = "0.1.0"
@@ -38,9 +37,11 @@ def create_app(settings: Settings | None = None) -> OpenAPI:
     kvstore.init_app(app)
     cache.init_app(app)
     keys.init_app(app)
+    storage.init_app(app)
     miniprogram.init_app(app)
 
-    request_id.init_app(app)
+    observability.init_app(app, settings, __version__)
+    headers.init_app(app)
     errors.init_app(app)
     api.init_app(app)
     cli.init_app(app)

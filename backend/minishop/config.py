@@ -10,10 +10,11 @@ from __future__ import annotations
 import os
 from typing import Any, ClassVar, Literal
 
-from pydantic import ValidationError
+from pydantic import Field, ValidationError
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 AppEnv = Literal["development", "testing", "production"]
+TracingBackend = Literal["otel", "skywalking", "none"]
 
 # Flask-SQLAlchemy resolves a relative SQLite path inside the app's instance folder.
 DEFAULT_SQLITE_URL = "sqlite:///minishop.db"
@@ -24,6 +25,7 @@ DEV_SECRETS = {
     "JWT_SECRET": "dev-only-jwt-secret-never-use-in-production",
     "DATA_ENCRYPTION_KEY": "dev-only-data-encryption-key-never-use-in-prod",
     "WECHAT_SECRET": "dev-only-wechat-app-secret-never-use-in-prod",
+    "FILE_URL_SECRET": "dev-only-file-url-secret-never-use-in-production",
 }
 MIN_SECRET_BYTES = 32
 
@@ -91,6 +93,66 @@ class Settings(BaseSettings):
     # Which mini-program build a subscribe message opens: developer, trial or formal.
     WECHAT_MINIPROGRAM_STATE: Literal["developer", "trial", "formal"] = "formal"
 
+    # --- Edge security (issue 5): signatures, rate limits, CORS and headers, uploads. ---
+    # Request signatures on the endpoints marked @signed (docs/request-signature.md).
+    SIGNATURE_REQUIRED: bool = True
+    # Client IP = the address this many reverse proxies in front of us report (werkzeug ProxyFix).
+    TRUSTED_PROXY_COUNT: int = Field(0, ge=0)
+    # Flask-Limiter, each setting under its own name. Storage: RATELIMIT_STORAGE_URI, else
+    # REDIS_URL, else memory://. RATELIMIT_SWALLOW_ERRORS: fail open (logged) when it is down.
+    RATELIMIT_ENABLED: bool = True
+    RATELIMIT_STORAGE_URI: str | None = None
+    RATELIMIT_STORAGE_OPTIONS: dict[str, Any] = {}
+    RATELIMIT_STRATEGY: Literal["moving-window", "fixed-window", "sliding-window-counter"] = (
+        "moving-window"
+    )
+    RATELIMIT_DEFAULT: str = "300 per minute"
+    RATELIMIT_DEFAULTS_PER_METHOD: bool = False
+    RATELIMIT_DEFAULTS_COST: int = 1
+    RATELIMIT_APPLICATION: str = ""
+    RATELIMIT_APPLICATION_PER_METHOD: bool = False
+    RATELIMIT_APPLICATION_COST: int = 1
+    RATELIMIT_META: str = ""
+    RATELIMIT_KEY_PREFIX: str = "minishop"
+    RATELIMIT_FAIL_ON_FIRST_BREACH: bool = True
+    RATELIMIT_SWALLOW_ERRORS: bool = True
+    RATELIMIT_HEADERS_ENABLED: bool = True
+    RATELIMIT_HEADER_LIMIT: str = "X-RateLimit-Limit"
+    RATELIMIT_HEADER_REMAINING: str = "X-RateLimit-Remaining"
+    RATELIMIT_HEADER_RESET: str = "X-RateLimit-Reset"
+    RATELIMIT_HEADER_RETRY_AFTER: str = "Retry-After"
+    RATELIMIT_HEADER_RETRY_AFTER_VALUE: Literal["delta-seconds", "http-date"] = "delta-seconds"
+    RATELIMIT_IN_MEMORY_FALLBACK: str = ""
+    RATELIMIT_IN_MEMORY_FALLBACK_ENABLED: bool = False
+    # Named limits (minishop/api/limits.py): login per IP, order creation and uploads per user.
+    RATELIMIT_LOGIN: str = "10 per minute"
+    RATELIMIT_ORDERS: str = "30 per minute"
+    RATELIMIT_UPLOADS: str = "20 per minute"
+    # Browser origins allowed by CORS, comma-separated (the mini-program needs none).
+    CORS_ORIGINS: str = ""
+    # Strict-Transport-Security max-age; 0 sends none (only production turns it on).
+    HSTS_MAX_AGE_SECONDS: int = Field(0, ge=0)
+    # Uploads: the request body cap, the pixel cap for images, where files live (default:
+    # instance/uploads) and the expiring signed download URLs <CDN_BASE_URL>/files/<key>?...
+    UPLOAD_MAX_BYTES: int = Field(5 * 1024 * 1024, gt=0)
+    UPLOAD_MAX_PIXELS: int = Field(40_000_000, gt=0)
+    UPLOAD_DIR: str | None = None
+    CDN_BASE_URL: str = "http://127.0.0.1:8000"
+    FILE_URL_SECRET: str = DEV_SECRETS["FILE_URL_SECRET"]
+    FILE_URL_TTL_SECONDS: int = Field(3600, gt=0)
+    # --- end of edge security ---
+
+    # --- Observability (issue 6): logs, metrics, traces; docs/logging.md. ---
+    # Off: no HTTP/database metrics hooks and no /metrics at all (the benchmark's baseline).
+    METRICS_ENABLED: bool = True
+    # Set: /metrics is served on this port by gunicorn's master and not on the public app.
+    METRICS_PORT: int | None = Field(None, ge=1, le=65535)
+    METRICS_HOST: str = "127.0.0.1"
+    # otel: OTLP/HTTP, configured by the standard OTEL_* variables; skywalking: the agent posts
+    # to SW_AGENT_COLLECTOR_BACKEND_SERVICES; none: no spans (ids are still made and logged).
+    TRACING_BACKEND: TracingBackend = "none"
+    # --- end of observability ---
+
     SECRET_FIELDS: ClassVar[tuple[str, ...]] = tuple(DEV_SECRETS)
 
     def database_url(self) -> str:
@@ -112,24 +174,52 @@ class Settings(BaseSettings):
                 "pool_recycle": self.DB_POOL_RECYCLE_SECONDS,
                 "connect_args": {"connect_timeout": self.DB_CONNECT_TIMEOUT_SECONDS},
             }
-        return self.model_dump() | {
-            "APP_ENV": self.APP_ENV,
-            "SQLALCHEMY_DATABASE_URI": url,
-            "SQLALCHEMY_ENGINE_OPTIONS": engine_options,
-        }
+        return (
+            self.model_dump()
+            | {
+                "APP_ENV": self.APP_ENV,
+                "SQLALCHEMY_DATABASE_URI": url,
+                "SQLALCHEMY_ENGINE_OPTIONS": engine_options,
+            }
+            | self.rate_limit_storage()
+        )
+
+    def rate_limit_storage(self) -> dict[str, Any]:
+        """Flask-Limiter's storage: Redis gets our socket timeouts, so a dead one fails fast."""
+        uri = self.RATELIMIT_STORAGE_URI or self.REDIS_URL or "memory://"
+        options = dict(self.RATELIMIT_STORAGE_OPTIONS)
+        if uri.startswith(("redis://", "rediss://")):
+            timeouts = {
+                "socket_timeout": self.REDIS_TIMEOUT_SECONDS,
+                "socket_connect_timeout": self.REDIS_TIMEOUT_SECONDS,
+            }
+            options = timeouts | options
+        return {"RATELIMIT_STORAGE_URI": uri, "RATELIMIT_STORAGE_OPTIONS": options}
 
 
 class DevelopmentSettings(Settings):
     APP_ENV: ClassVar[AppEnv] = "development"
+    # Off so the README's curl walk-through works by hand; tests and production sign.
+    SIGNATURE_REQUIRED: bool = False
 
 
 class TestingSettings(Settings):
     APP_ENV: ClassVar[AppEnv] = "testing"
     TESTING: bool = True
+    # Out of the way of tests that log in many times; the rate-limit tests set tight ones.
+    RATELIMIT_DEFAULT: str = "100000 per minute"
+    RATELIMIT_LOGIN: str = "100000 per minute"
+    RATELIMIT_ORDERS: str = "100000 per minute"
+    RATELIMIT_UPLOADS: str = "100000 per minute"
 
 
 class ProductionSettings(Settings):
     APP_ENV: ClassVar[AppEnv] = "production"
+    HSTS_MAX_AGE_SECONDS: int = Field(31_536_000, ge=0)
+    # Observability: /metrics only on its own port, reachable by Prometheus in the pod network.
+    METRICS_PORT: int | None = Field(9100, ge=1, le=65535)
+    METRICS_HOST: str = "0.0.0.0"  # noqa: S104  (the scrape port, never the public one)
+    TRACING_BACKEND: TracingBackend = "otel"
 
     def problems(self) -> list[str]:
         found = []
@@ -147,6 +237,8 @@ class ProductionSettings(Settings):
             found.append("DATABASE_URL is not set")
         if not self.REDIS_URL:
             found.append("REDIS_URL is not set")
+        if self.METRICS_ENABLED and self.METRICS_PORT is None:
+            found.append("METRICS_PORT is not set (/metrics must not be on the public port)")
         return found
 
 

@@ -14,6 +14,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -56,7 +57,7 @@ def binary(name: str) -> str:
     return shutil.which(name, path=BINARY_PATH) or name
 
 
-MARIADB_INSTALL_DB = Path(__file__).parent / "support" / "mariadb-install-db.sh"
+MARIADB_INSTALL_DB = BACKEND_DIR.parent / "tools" / "mariadb-install-db.sh"
 mariadb_proc = mysql_factories.mysql_proc(
     port=None,
     mysqld_exec=Path(binary("mariadbd")),
@@ -175,6 +176,26 @@ def client(app: Any) -> FlaskClient:
     return client
 
 
+ClientWith = Callable[..., FlaskClient]
+
+
+@pytest.fixture()
+def upload_dir(tmp_path: Path) -> Path:
+    return tmp_path / "uploads"
+
+
+@pytest.fixture()
+def client_with(settings: TestingSettings, app: Any, upload_dir: Path) -> ClientWith:
+    """A test client of a fresh app whose settings differ by `overrides` (uploads go to tmp)."""
+
+    def make(**overrides: Any) -> FlaskClient:
+        update = {"UPLOAD_DIR": str(upload_dir)} | overrides
+        client: FlaskClient = create_app(settings.model_copy(update=update)).test_client()
+        return client
+
+    return make
+
+
 @pytest.fixture()
 def catalog(app: Any) -> dict[str, Any]:
     """Two categories, three on-sale products and one off-sale product."""
@@ -202,11 +223,9 @@ def catalog(app: Any) -> dict[str, Any]:
     return {"tea": tea, "snacks": snacks, **products}
 
 
-@pytest.fixture(scope="session")
-def live_server(
-    settings: TestingSettings, tmp_path_factory: pytest.TempPathFactory
-) -> Iterator[str]:
-    """gunicorn serving the app on a free loopback port, against the session's MariaDB and Redis."""
+@contextmanager
+def gunicorn_server(settings: TestingSettings, log_dir: Path, **extra_env: str) -> Iterator[str]:
+    """gunicorn (4 workers) serving the app on a free loopback port; `extra_env` adds settings."""
     port = port_for.select_random()
     env = os.environ | {
         "APP_ENV": "testing",
@@ -216,9 +235,10 @@ def live_server(
         "HOST": "127.0.0.1",
         "PORT": str(port),
         "WEB_CONCURRENCY": "4",
+        **extra_env,
     }
     gunicorn = Path(sys.executable).with_name("gunicorn")
-    log_path = tmp_path_factory.mktemp("gunicorn") / "gunicorn.log"
+    log_path = log_dir / "gunicorn.log"
     log_file = log_path.open("w")
     process = subprocess.Popen(
         [str(gunicorn), "-c", "gunicorn.conf.py", "minishop:create_app()"],
@@ -239,10 +259,21 @@ def live_server(
             process.kill()
             raise RuntimeError(f"gunicorn did not start: {log_path.read_text()}")
         time.sleep(0.1)
-    yield base_url
-    process.terminate()
-    process.wait(timeout=30)
-    log_file.close()
+    try:
+        yield base_url
+    finally:
+        process.terminate()
+        process.wait(timeout=30)
+        log_file.close()
+
+
+@pytest.fixture(scope="session")
+def live_server(
+    settings: TestingSettings, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[str]:
+    """gunicorn serving the app on a free loopback port, against the session's MariaDB and Redis."""
+    with gunicorn_server(settings, tmp_path_factory.mktemp("gunicorn")) as base_url:
+        yield base_url
 
 
 @pytest.fixture()

@@ -18,6 +18,7 @@ GOOD_PRODUCTION_ENV = {
     "JWT_SECRET": GOOD_SECRET,
     "DATA_ENCRYPTION_KEY": GOOD_SECRET,
     "WECHAT_SECRET": GOOD_SECRET,
+    "FILE_URL_SECRET": GOOD_SECRET,
     "DATABASE_URL": "mysql+pymysql://u:p@db.invalid/minishop",
     "REDIS_URL": "redis://cache.invalid:6379/0",
 }

@@ -9,10 +9,10 @@ from flask import Response, current_app, jsonify, request
 from flask_openapi3 import OpenAPI
 from werkzeug.exceptions import BadRequest
 
-from minishop.api import admin, auth, guards, health, orders, products, users
+from minishop.api import admin, auth, files, guards, health, openapi_doc, orders, products, users
 from minishop.errors import AppError, ErrorCode
 
-BLUEPRINTS = (health.bp, auth.bp, users.bp, products.bp, orders.bp, admin.bp)
+BLUEPRINTS = (health.bp, auth.bp, users.bp, products.bp, orders.bp, admin.bp, files.bp)
 
 
 @cache
@@ -40,7 +40,7 @@ def _require_json_body() -> None:
 
 def _openapi_document() -> Response:
     app: OpenAPI = current_app  # type: ignore[assignment]
-    return jsonify(app.api_doc)
+    return jsonify(openapi_doc.document(app))
 
 
 def init_app(app: OpenAPI) -> None:

@@ -7,7 +7,8 @@ from flask_openapi3 import APIBlueprint, Tag
 from pydantic import BaseModel, Field
 
 from minishop.api.common import StrictBody
-from minishop.api.guards import BEARER_SECURITY, current_principal, login_required
+from minishop.api.guards import BEARER_SECURITY, current_principal, signed
+from minishop.api.limits import per_ip
 from minishop.api.users import UserOut, user_out
 from minishop.domain import auth
 from minishop.envelope import Envelope, ok
@@ -47,6 +48,7 @@ def _token_pair(pair: auth.TokenPair) -> dict[str, object]:
 
 
 @bp.post("/login", responses={200: Envelope[LoginOut]})
+@per_ip("RATELIMIT_LOGIN")
 def login(body: LoginBody) -> Response:
     result = auth.login(body.code)
     return ok(
@@ -60,7 +62,7 @@ def refresh(body: RefreshBody) -> Response:
 
 
 @bp.post("/logout", responses={200: Envelope[LoggedOut]}, security=BEARER_SECURITY)
-@login_required
+@signed
 def logout() -> Response:
     auth.logout(current_principal())
     return ok(LoggedOut(logged_out=True))

@@ -24,6 +24,7 @@ from flask import Flask, Response, current_app, g, request
 from flask_limiter import Limit, Limiter, RequestLimit
 
 from minishop.domain.auth import Principal
+from minishop.observability import metrics
 
 View = TypeVar("View", bound=Callable[..., object])
 
@@ -82,8 +83,10 @@ def _named_limit_key() -> str:
     return marker[1]() if marker else client_ip()
 
 
-def _log_breach(limit: RequestLimit) -> None:
-    log.warning("rate limited: %s on %s", limit.limit, request.endpoint)
+def _count_breach(limit: RequestLimit) -> None:
+    route = request.url_rule.rule if request.url_rule else "unknown"
+    metrics.RATE_LIMITED.labels(route=route).inc()
+    log.info("rate limited: %s on %s", limit.limit, route)
 
 
 def _round_retry_after_up(response: Response) -> Response:
@@ -112,10 +115,8 @@ def init_app(app: Flask) -> None:
     defaults: list[str | Callable[[], str] | Limit] = [
         limit for limit in [config["RATELIMIT_DEFAULT"]] if limit
     ]
-    defaults.append(
-        Limit(_named_limit_value, key_function=_named_limit_key, scope="named", cost=1)
-    )
-    app_limiter = Limiter(client_ip, default_limits=defaults, on_breach=_log_breach)
+    defaults.append(Limit(_named_limit_value, key_function=_named_limit_key, scope="named"))
+    app_limiter = Limiter(client_ip, default_limits=defaults, on_breach=_count_breach)
     app_limiter.request_filter(lambda: request.path in EXEMPT_PATHS)
     app_limiter.init_app(app)
     app.extensions["minishop_limiter"] = app_limiter

@@ -9,7 +9,7 @@ from flask_openapi3 import APIBlueprint, Tag
 from pydantic import BaseModel, Field, model_validator
 
 from minishop.api.common import StrictBody
-from minishop.api.guards import BEARER_SECURITY, current_principal, login_required
+from minishop.api.guards import BEARER_SECURITY, current_principal, login_required, signed
 from minishop.domain import users
 from minishop.envelope import Envelope, ok
 from minishop.models import User
@@ -59,13 +59,13 @@ def me() -> Response:
 
 
 @bp.patch("/me", responses={200: Envelope[UserOut]}, security=BEARER_SECURITY)
-@login_required
+@signed
 def update_me(body: ProfilePatch) -> Response:
     user = users.update_profile(current_principal().user, body.nickname, body.avatar_url)
     return ok(user_out(user))
 
 
 @bp.post("/me/phone", responses={200: Envelope[UserOut]}, security=BEARER_SECURITY)
-@login_required
+@signed
 def bind_phone(body: PhoneBody) -> Response:
     return ok(user_out(users.bind_phone(current_principal().user, body.code)))

@@ -16,6 +16,8 @@ from minishop.errors import AppError, ErrorCode
 from minishop.extensions import db
 from minishop.models import AuthSession, RefreshToken, Role, User
 from minishop.models.types import utcnow
+from minishop.observability import metrics
+from minishop.observability.logs import bind_log_fields
 from minishop.security.keys import field_cipher, token_signer
 from minishop.security.tokens import (
     AccessClaims,
@@ -90,6 +92,7 @@ def login(code: str) -> LoginResult:
     answer = wechat().code2session(code)
     user = find_or_create_user(answer.openid, answer.unionid)
     db.session.flush()
+    bind_log_fields(user_id=user.id)
     sign_key = base64.b64encode(os.urandom(32)).decode()
     cipher = field_cipher()
     session = AuthSession(
@@ -101,6 +104,7 @@ def login(code: str) -> LoginResult:
     db.session.add(session)
     tokens = _issue_tokens(user, session, utcnow())
     db.session.commit()
+    metrics.LOGINS.inc()
     return LoginResult(tokens, sign_key, user)
 
 

@@ -1,1 +1,22 @@
-"""Request correlation, logging, metrics and tracing."""
+"""Request correlation, JSON logs, Prometheus metrics and traces (docs/logging.md).
+
+`init_app` wires them in the order they depend on each other; create_app calls it before any
+other module registers request hooks (access.py says why the order matters).
+"""
+
+from __future__ import annotations
+
+from flask import Flask
+
+from minishop.config import Settings
+from minishop.observability import access, logs, metrics, request_id, tracing
+
+
+def init_app(app: Flask, settings: Settings, version: str) -> None:
+    service, env = settings.SERVICE_NAME, settings.APP_ENV
+    logs.configure_logging(settings.LOG_LEVEL, service=service, version=version, env=env)
+    access.init_app(app, with_metrics=settings.METRICS_ENABLED)
+    request_id.init_app(app)
+    tracing.init_app(app, settings.TRACING_BACKEND, service=service, version=version, env=env)
+    if settings.METRICS_ENABLED:
+        metrics.init_app(app, serve_on_app=settings.METRICS_PORT is None)

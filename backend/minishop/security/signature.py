@@ -78,8 +78,12 @@ def sign_headers(
     }
 
 
-def _reject(reason: str) -> AppError:
-    return AppError(ErrorCode.BAD_SIGNATURE, f"bad request signature: {reason}")
+class SignatureError(AppError):
+    """40102; `reason` is one word for metrics: missing, malformed, stale, mismatch, replayed."""
+
+    def __init__(self, reason: str, detail: str) -> None:
+        super().__init__(ErrorCode.BAD_SIGNATURE, f"bad request signature: {detail}")
+        self.reason = reason
 
 
 def verify(
@@ -92,27 +96,27 @@ def verify(
     now: float,
     remember_nonce: Callable[[str], bool],
 ) -> None:
-    """Raise 40102 unless the headers sign this request; the reasons never reveal the expected value.
+    """Raise 40102 unless the headers sign this request; reasons never reveal the expected value.
 
     `remember_nonce` records a nonce atomically and says whether it was new. It is called only for
     a request whose signature is right, so a caller without the key cannot fill the nonce store.
     """
     for name in HEADERS:
         if not headers.get(name):
-            raise _reject(f"missing {name} header")
+            raise SignatureError("missing", f"missing {name} header")
     timestamp, nonce, signature = (headers[name] for name in HEADERS)
     if not _TIMESTAMP.fullmatch(timestamp):
-        raise _reject(f"malformed {TIMESTAMP_HEADER}")
+        raise SignatureError("malformed", f"malformed {TIMESTAMP_HEADER}")
     if not _NONCE.fullmatch(nonce):
-        raise _reject(f"malformed {NONCE_HEADER}: 16-64 letters and digits")
+        raise SignatureError("malformed", f"malformed {NONCE_HEADER}: 16-64 letters and digits")
     if not _SIGNATURE.fullmatch(signature):
-        raise _reject(f"malformed {SIGNATURE_HEADER}: 64 lowercase hex digits")
+        raise SignatureError("malformed", f"malformed {SIGNATURE_HEADER}: 64 lowercase hex digits")
     if abs(now - int(timestamp)) > MAX_SKEW_SECONDS:
-        raise _reject("stale timestamp")
+        raise SignatureError("stale", "stale timestamp")
     expected = compute_signature(
         sign_key, string_to_sign(method, path, query, timestamp, nonce, body)
     )
     if not hmac.compare_digest(expected.encode(), signature.encode()):
-        raise _reject("signature mismatch")
+        raise SignatureError("mismatch", "signature mismatch")
     if not remember_nonce(nonce):
-        raise _reject("replayed nonce")
+        raise SignatureError("replayed", "replayed nonce")

@@ -16,6 +16,7 @@ from typing import Any
 import requests
 from requests.adapters import HTTPAdapter
 
+from minishop.observability import metrics
 from minishop.wechat.errors import SYSTEM_BUSY, WeChatApiError, WeChatUnavailableError
 
 
@@ -67,6 +68,12 @@ class WeChatHttp:
         endpoint: Endpoint,
         params: dict[str, str] | None = None,
         body: dict[str, Any] | None = None,
+    ) -> dict[str, Any]:
+        with metrics.wechat_call(endpoint.api):
+            return self._call_with_retry(endpoint, params, body)
+
+    def _call_with_retry(
+        self, endpoint: Endpoint, params: dict[str, str] | None, body: dict[str, Any] | None
     ) -> dict[str, Any]:
         deadline = time.monotonic() + self.total_timeout
         for attempt in (1, 2):

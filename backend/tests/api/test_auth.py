@@ -17,6 +17,7 @@ from minishop.extensions import db
 from minishop.models import AuthSession, User
 from minishop.security.keys import field_cipher
 from tests.conftest import bearer
+from tests.signing import send_signed
 from tests.test_errors import assert_envelope
 
 LogIn = Callable[..., dict[str, Any]]
@@ -168,7 +169,7 @@ def test_refresh_rejects_unknown_and_expired_tokens(
 
 def test_logout_ends_the_session(client: FlaskClient, log_in: LogIn) -> None:
     data = log_in()
-    assert_envelope(client.post("/api/v1/auth/logout", headers=bearer(data)), 200, 0)
+    assert_envelope(send_signed(client, data, "POST", "/api/v1/auth/logout"), 200, 0)
     assert_envelope(client.get("/api/v1/users/me", headers=bearer(data)), 401, 40100)
     refresh = client.post("/api/v1/auth/refresh", json={"refresh_token": data["refresh_token"]})
     assert_envelope(refresh, 401, 40100)

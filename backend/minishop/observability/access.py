@@ -1,0 +1,68 @@
+"""One access-log line and the HTTP metrics for every request, written by the app itself.
+
+The app, unlike gunicorn's access log, knows the route template, the caller and the trace, so
+the line is in the common schema (docs/logging.md) and gunicorn's own access log stays off.
+The hooks are registered before every other one: the clock starts first, and Flask runs
+`after_request` functions in reverse, so the line is written last, with the final status.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+
+from flask import Flask, Response, g, request
+
+from minishop.observability import metrics
+from minishop.observability.logs import ACCESS_LOGGER
+
+access_log = logging.getLogger(ACCESS_LOGGER)
+REQUEST_SCOPED = ("principal", "log_fields", "trace_ids")
+
+
+class RequestRecorder:
+    """Times each request; writes its access line and, with metrics on, its HTTP metrics."""
+
+    def __init__(self, with_metrics: bool) -> None:
+        self.with_metrics = with_metrics
+
+    def start(self) -> None:
+        # What the logs read from `g` must describe this request, even where `g` outlives one
+        # (a caller holding an app context open around several requests, as tests do).
+        for name in REQUEST_SCOPED:
+            g.pop(name, None)
+        g.request_started = time.perf_counter()
+        if self.with_metrics:
+            metrics.HTTP_IN_FLIGHT.inc()
+            g.counted_in_flight = True
+
+    def end_in_flight(self, _exc: BaseException | None) -> None:
+        """A teardown hook: it runs even when building the response failed."""
+        if g.pop("counted_in_flight", False):
+            metrics.HTTP_IN_FLIGHT.dec()
+
+    def finish(self, response: Response) -> Response:
+        started = g.pop("request_started", None)
+        if started is None:
+            return response
+        seconds = time.perf_counter() - started
+        rule = request.url_rule
+        route = rule.rule if rule is not None else None
+        if self.with_metrics:
+            metrics.observe_request(request.method, route, response.status_code, seconds)
+        if access_log.isEnabledFor(logging.INFO):
+            access_log.info(
+                "%s %s %d",
+                request.method,
+                request.path,
+                response.status_code,
+                extra={"status": response.status_code, "duration_ms": round(seconds * 1000, 3)},
+            )
+        return response
+
+
+def init_app(app: Flask, *, with_metrics: bool) -> None:
+    recorder = RequestRecorder(with_metrics)
+    app.before_request(recorder.start)
+    app.after_request(recorder.finish)
+    app.teardown_request(recorder.end_in_flight)

@@ -1,0 +1,222 @@
+"""JSON log lines on stdout: one schema for application, access and gunicorn logs.
+
+The schema is a contract with the log pipeline (Fluentd → Elasticsearch) and is written down in
+docs/logging.md; `SCHEMA_FIELDS` and `OPTIONAL_FIELDS` below are its single source here. Every
+line carries every schema field (null where it does not apply); request fields come from the
+Flask request being served, trace fields from the tracing backend, business fields from
+`bind_log_fields`. Extra keys outside the schema are dropped, so the index mapping can be strict.
+
+Secrets never reach a line: code must not log them in the first place, and as a second line of
+defence the message and any exception text are scrubbed (bearer tokens, JWTs, `key=value` pairs
+whose key names a secret, and mainland phone numbers, which are masked as 138****1234).
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import sys
+from contextvars import ContextVar
+from datetime import UTC, datetime
+from typing import Any, TypedDict, Unpack
+
+from flask import g, has_request_context, request
+from pythonjsonlogger.json import JsonFormatter
+from sqlalchemy import inspect as sa_inspect
+
+from minishop.observability import tracing
+
+SCHEMA_FIELDS = (
+    "timestamp",
+    "level",
+    "logger",
+    "message",
+    "service",
+    "version",
+    "env",
+    "request_id",
+    "trace_id",
+    "span_id",
+    "user_id",
+    "method",
+    "route",
+    "status",
+    "duration_ms",
+    "client_ip",
+)
+BUSINESS_FIELDS = ("order_no", "order_status", "payment_status")
+# Present only when they apply.
+OPTIONAL_FIELDS = (*BUSINESS_FIELDS, "exception")
+# What a caller may pass in `extra=` (the access log line uses the first two).
+EXTRA_FIELDS = ("status", "duration_ms", "user_id", *BUSINESS_FIELDS)
+
+HANDLER_NAME = "minishop-json"
+ACCESS_LOGGER = "minishop.access"
+# Libraries that would log request URLs (with WeChat's appid/secret in the query) at DEBUG.
+QUIET_LOGGERS = ("urllib3", "requests", "werkzeug")
+
+REDACTED = "[REDACTED]"
+SENSITIVE_NAMES = (
+    r"access_token|refresh_token|session_key|sign_key|signature|secret|js_code|password"
+    r"|api_?v3_?key|private_key"
+)
+_SCRUB = re.compile(
+    r"(?P<bearer>\bBearer\s+)[A-Za-z0-9._~+/=-]+"
+    r"|(?P<jwt>\beyJ[A-Za-z0-9_-]{4,}\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]*)"
+    rf"|(?P<pair>\b(?:{SENSITIVE_NAMES})\b[\"']?\s*[:=]\s*[\"']?)[^\s\"'&,;}}]+"
+    r"|(?<!\d)(?P<phone_head>1[3-9]\d)\d{4}(?P<phone_tail>\d{4})(?!\d)",
+    re.IGNORECASE,
+)
+
+
+def _scrubbed(match: re.Match[str]) -> str:
+    if match["bearer"]:
+        return match["bearer"] + REDACTED
+    if match["jwt"]:
+        return REDACTED
+    if match["pair"]:
+        return match["pair"] + REDACTED
+    return f"{match['phone_head']}****{match['phone_tail']}"
+
+
+def scrub(text: str) -> str:
+    """`text` with tokens, secrets and phone numbers removed or masked."""
+    return _SCRUB.sub(_scrubbed, text)
+
+
+class LogFields(TypedDict, total=False):
+    user_id: int | None
+    order_no: str | None
+    order_status: str | None
+    payment_status: str | None
+
+
+# Outside a request (CLI commands, jobs) bound fields live in the current context instead.
+_context_fields: ContextVar[dict[str, Any] | None] = ContextVar("minishop_log_fields", default=None)
+
+
+def bind_log_fields(**fields: Unpack[LogFields]) -> None:
+    """Add business fields to every later log line of this request, its access line included.
+
+    Outside a request they stay bound for the current context (a CLI command or job), so a
+    loop over orders binds each order's number before logging about it. None removes a field.
+    """
+    if has_request_context():
+        bound: dict[str, Any] = g.setdefault("log_fields", {})
+    else:
+        bound = dict(_context_fields.get() or {})
+        _context_fields.set(bound)
+    for name, value in fields.items():
+        if value is None:
+            bound.pop(name, None)
+        else:
+            bound[name] = value
+
+
+def _user_id() -> int | None:
+    """The authenticated caller's id, read from the identity map: logging never queries."""
+    principal = g.get("principal")
+    if principal is None:
+        return None
+    identity = sa_inspect(principal.user).identity
+    return None if identity is None else int(identity[0])
+
+
+def _request_fields() -> dict[str, Any]:
+    if not has_request_context():
+        return dict(_context_fields.get() or {})
+    rule = request.url_rule
+    fields: dict[str, Any] = {
+        "request_id": g.get("request_id"),
+        "user_id": _user_id(),
+        "method": request.method,
+        "route": rule.rule if rule is not None else None,
+        "client_ip": request.remote_addr,
+    }
+    fields.update(g.get("log_fields") or {})
+    return fields
+
+
+class JsonLogFormatter(JsonFormatter):
+    """Builds the schema's fields in a fixed order; see the module docstring."""
+
+    def __init__(self, *, service: str, version: str, env: str) -> None:
+        super().__init__()
+        self.identity = {"service": service, "version": version, "env": env}
+
+    def add_fields(
+        self, log_data: dict[str, Any], record: logging.LogRecord, message_dict: dict[str, Any]
+    ) -> None:
+        log_data.update(dict.fromkeys(SCHEMA_FIELDS))  # every field, in the schema's order
+        created = datetime.fromtimestamp(record.created, tz=UTC)
+        log_data["timestamp"] = created.isoformat(timespec="milliseconds").replace("+00:00", "Z")
+        log_data["level"] = record.levelname
+        log_data["logger"] = record.name
+        log_data["message"] = scrub(record.message)
+        log_data.update(self.identity)
+        log_data["trace_id"], log_data["span_id"] = tracing.current_ids()
+        log_data.update(_request_fields())
+        for name in EXTRA_FIELDS:
+            if name in record.__dict__:
+                log_data[name] = record.__dict__[name]
+        if "exc_info" in message_dict:
+            log_data["exception"] = scrub(str(message_dict["exc_info"]))
+
+
+class StdoutHandler(logging.StreamHandler):  # type: ignore[type-arg]
+    """Writes to whatever sys.stdout is at the time (test runners swap it per test)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.name = HANDLER_NAME
+
+    @property
+    def stream(self) -> Any:
+        return sys.stdout
+
+    @stream.setter
+    def stream(self, _value: Any) -> None:
+        """StreamHandler.__init__ assigns a stream; the property above always answers instead."""
+
+
+def configure_logging(level: str, *, service: str, version: str, env: str) -> None:
+    """Send every logger through one JSON handler on stdout at `level`. Safe to call again.
+
+    gunicorn's master installs the handler before forking (gunicorn_logconfig); each worker's
+    create_app then re-labels it with the worker's own settings.
+    """
+    root = logging.getLogger()
+    handler = next((h for h in root.handlers if h.name == HANDLER_NAME), None)
+    if handler is None:
+        handler = StdoutHandler()
+        root.addHandler(handler)
+    handler.setFormatter(JsonLogFormatter(service=service, version=version, env=env))
+    root.setLevel(level.upper())
+    for name in QUIET_LOGGERS:
+        logging.getLogger(name).setLevel(max(logging.WARNING, root.level))
+
+
+def gunicorn_logconfig(level: str, *, service: str, version: str, env: str) -> dict[str, Any]:
+    """gunicorn's `logconfig_dict`: its error log through our JSON handler, its access log off.
+
+    The application writes the access line itself (it knows the route template, the user and
+    the trace), so gunicorn's would only be a second, poorer line per request.
+    """
+    return {
+        "version": 1,
+        "disable_existing_loggers": False,
+        "formatters": {
+            "json": {
+                "()": JsonLogFormatter,
+                "service": service,
+                "version": version,
+                "env": env,
+            }
+        },
+        "handlers": {HANDLER_NAME: {"()": StdoutHandler, "formatter": "json"}},
+        "root": {"level": level.upper(), "handlers": [HANDLER_NAME]},
+        "loggers": {
+            "gunicorn.error": {"level": level.upper(), "handlers": [], "propagate": True},
+            "gunicorn.access": {"handlers": [], "propagate": False},
+        },
+    }

@@ -1,0 +1,301 @@
+"""Prometheus metrics. Their names and labels are a contract with the dashboards and alerts.
+
+Under gunicorn every worker writes its samples to files in PROMETHEUS_MULTIPROC_DIR
+(prometheus_client's multiprocess mode, chosen at import time from that variable, which
+gunicorn.conf.py sets before anything imports this module) and a scrape merges them. The
+exposition is served by the public app at /metrics, or, when METRICS_PORT is set (production),
+only on that port, from gunicorn's master.
+
+Labels are bounded: routes are URL rules (`<unmatched>` for any unknown URL), methods outside the
+standard set become OTHER, cache names and WeChat api names are constants in the code.
+
+What the business code calls (see docs/logging.md for the full list):
+
+- `LOGINS.inc()`; `ORDERS_CREATED.inc()`, `ORDERS_CANCELLED.inc()`, `ORDERS_EXPIRED.inc(n)`;
+  `record_order_paid(amount_fen)`
+- `record_cache(cache, hit)` on every lookup, `CACHE_FALLBACKS.labels(cache).inc()` when Redis
+  is down and the database answered instead
+- `RATE_LIMITED.labels(route).inc()`, `BAD_SIGNATURES.labels(reason).inc()`
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+import time
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import psutil  # type: ignore[import-untyped]
+from flask import Flask, Response
+from prometheus_client import (
+    CONTENT_TYPE_LATEST,
+    REGISTRY,
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    disable_created_metrics,
+    generate_latest,
+    multiprocess,
+    start_http_server,
+)
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client.registry import Collector
+from sqlalchemy import event
+from sqlalchemy.engine import Engine
+from sqlalchemy.pool import QueuePool
+
+from minishop.errors import AppError, ErrorCode
+from minishop.extensions import db
+
+MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
+UNMATCHED_ROUTE = "<unmatched>"
+METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
+# API-sized: 5 ms to 5 s.
+HTTP_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0)
+DB_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5)
+WECHAT_BUCKETS = (0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.0, 3.0, 5.0)
+SQL_OPERATIONS = frozenset({"SELECT", "INSERT", "UPDATE", "DELETE"})
+
+# The *_created series would double the exposition under `make run`; multiprocess mode has none.
+disable_created_metrics()  # type: ignore[no-untyped-call]
+
+HTTP_REQUESTS = Counter(
+    "http_requests_total", "HTTP requests answered", ["method", "route", "status"]
+)
+HTTP_DURATION = Histogram(
+    "http_request_duration_seconds",
+    "Time to answer an HTTP request",
+    ["method", "route"],
+    buckets=HTTP_BUCKETS,
+)
+HTTP_IN_FLIGHT = Gauge(
+    "http_requests_in_flight", "HTTP requests being answered now", multiprocess_mode="livesum"
+)
+DB_POOL_CHECKED_OUT = Gauge(
+    "minishop_db_pool_checked_out_connections",
+    "Database connections in use",
+    multiprocess_mode="livesum",
+)
+DB_POOL_OVERFLOW = Gauge(
+    "minishop_db_pool_overflow_connections",
+    "Database connections open beyond the pool size",
+    multiprocess_mode="livesum",
+)
+DB_QUERY_DURATION = Histogram(
+    "minishop_db_query_duration_seconds",
+    "Time the database took for one statement",
+    ["operation"],
+    buckets=DB_BUCKETS,
+)
+CACHE_HITS = Counter("minishop_cache_hits_total", "Cache lookups answered by the cache", ["cache"])
+CACHE_MISSES = Counter(
+    "minishop_cache_misses_total", "Cache lookups that went on to the database", ["cache"]
+)
+CACHE_FALLBACKS = Counter(
+    "minishop_cache_fallbacks_total",
+    "Lookups answered by the database because Redis was unavailable",
+    ["cache"],
+)
+WECHAT_CALLS = Counter(
+    "minishop_wechat_calls_total",
+    "Calls to WeChat's API by outcome: ok, error (an errcode) or unavailable (timeout)",
+    ["api", "outcome"],
+)
+WECHAT_DURATION = Histogram(
+    "minishop_wechat_call_duration_seconds",
+    "Time of one WeChat call, its retry included",
+    ["api"],
+    buckets=WECHAT_BUCKETS,
+)
+RATE_LIMITED = Counter(
+    "minishop_rate_limited_total", "Requests refused with 42900 by our rate limits", ["route"]
+)
+BAD_SIGNATURES = Counter(
+    "minishop_bad_signatures_total",
+    "Requests refused with 40102: missing, stale, replayed or mismatch",
+    ["reason"],
+)
+LOGINS = Counter("minishop_logins_total", "Successful logins")
+ORDERS_CREATED = Counter("minishop_orders_created_total", "Orders placed")
+ORDERS_CANCELLED = Counter("minishop_orders_cancelled_total", "Orders cancelled by their buyer")
+ORDERS_EXPIRED = Counter("minishop_orders_expired_total", "Unpaid orders cancelled on expiry")
+ORDERS_PAID = Counter("minishop_orders_paid_total", "Orders paid (confirmed by WeChat Pay)")
+ORDERS_PAID_AMOUNT = Counter(
+    "minishop_orders_paid_amount_fen_total", "Money received for paid orders, in fen"
+)
+
+
+def is_multiprocess() -> bool:
+    return MULTIPROC_ENV in os.environ
+
+
+def record_cache(cache: str, hit: bool) -> None:
+    """One lookup in the cache named `cache` (a constant such as "product")."""
+    (CACHE_HITS if hit else CACHE_MISSES).labels(cache).inc()
+
+
+def record_order_paid(amount_fen: int) -> None:
+    ORDERS_PAID.inc()
+    ORDERS_PAID_AMOUNT.inc(amount_fen)
+
+
+def observe_request(method: str, route: str | None, status: int, seconds: float) -> None:
+    method = method if method in METHODS else "OTHER"
+    route = route or UNMATCHED_ROUTE
+    HTTP_REQUESTS.labels(method, route, str(status)).inc()
+    HTTP_DURATION.labels(method, route).observe(seconds)
+
+
+@contextmanager
+def wechat_call(api: str) -> Iterator[None]:
+    """Count and time one WeChat call (its retry included) by how it ended."""
+    started = time.perf_counter()
+    outcome = "error"
+    try:
+        yield
+        outcome = "ok"
+    except AppError as exc:
+        if exc.code == ErrorCode.WECHAT_TIMEOUT:
+            outcome = "unavailable"
+        raise
+    finally:
+        WECHAT_CALLS.labels(api, outcome).inc()
+        WECHAT_DURATION.labels(api).observe(time.perf_counter() - started)
+
+
+class WorkerProcessCollector(Collector):
+    """CPU and memory of gunicorn's master and of each worker, read at scrape time.
+
+    Multiprocess mode drops prometheus_client's process collector (it would describe only the
+    process that happens to answer the scrape), so this reads every process of the server from
+    /proc instead. Outside gunicorn it describes the current process.
+    """
+
+    def __init__(self) -> None:
+        self.master_pid: int | None = None
+
+    def _processes(self) -> Iterable[tuple[str, psutil.Process]]:
+        if self.master_pid is None:
+            yield "worker", psutil.Process()
+            return
+        master = psutil.Process(self.master_pid)
+        yield "master", master
+        for child in master.children():
+            yield "worker", child
+
+    def collect(self) -> Iterable[Metric]:
+        cpu = CounterMetricFamily(
+            "minishop_process_cpu_seconds",
+            "CPU time (user + system) of each server process",
+            labels=["pid", "role"],
+        )
+        memory = GaugeMetricFamily(
+            "minishop_process_resident_memory_bytes",
+            "Resident memory of each server process",
+            labels=["pid", "role"],
+        )
+        for role, process in self._processes():
+            try:
+                with process.oneshot():
+                    times, rss = process.cpu_times(), process.memory_info().rss
+            except psutil.Error:  # it exited between listing and reading
+                continue
+            labels = [str(process.pid), role]
+            cpu.add_metric(labels, times.user + times.system)
+            memory.add_metric(labels, rss)
+        yield cpu
+        yield memory
+
+
+PROCESSES = WorkerProcessCollector()
+if not is_multiprocess():
+    REGISTRY.register(PROCESSES)
+
+
+def exposition_registry() -> CollectorRegistry:
+    """What a scrape shows: every worker's samples merged, plus the process collector."""
+    if not is_multiprocess():
+        return REGISTRY
+    registry = CollectorRegistry()
+    multiprocess.MultiProcessCollector(registry)  # type: ignore[no-untyped-call]
+    registry.register(PROCESSES)
+    return registry
+
+
+def _metrics_view() -> Response:
+    return Response(generate_latest(exposition_registry()), mimetype=CONTENT_TYPE_LATEST)
+
+
+def _watch_pool(pool: QueuePool) -> None:
+    """Counted from the events: at `checkin` the pool still counts the connection as out."""
+    in_use = 0
+    lock = threading.Lock()
+
+    def change(delta: int) -> None:
+        nonlocal in_use
+        with lock:
+            in_use += delta
+            current = in_use
+        DB_POOL_CHECKED_OUT.set(current)
+        DB_POOL_OVERFLOW.set(max(0, current - pool.size()))
+
+    event.listen(pool, "checkout", lambda *_args: change(1))
+    event.listen(pool, "checkin", lambda *_args: change(-1))
+
+
+def _start_query_timer(conn: Any, *_args: Any) -> None:
+    conn.info.setdefault("minishop_query_started", []).append(time.perf_counter())
+
+
+def _observe_query(conn: Any, _cursor: Any, statement: str, *_args: Any) -> None:
+    started = conn.info["minishop_query_started"].pop()
+    operation = statement.lstrip().split(None, 1)[0].upper() if statement.strip() else ""
+    label = operation if operation in SQL_OPERATIONS else "OTHER"
+    DB_QUERY_DURATION.labels(label).observe(time.perf_counter() - started)
+
+
+def _watch_engine(engine: Engine) -> None:
+    if event.contains(engine, "before_cursor_execute", _start_query_timer):
+        return
+    event.listen(engine, "before_cursor_execute", _start_query_timer)
+    event.listen(engine, "after_cursor_execute", _observe_query)
+    if isinstance(engine.pool, QueuePool):
+        _watch_pool(engine.pool)
+
+
+def init_app(app: Flask, *, serve_on_app: bool) -> None:
+    """Watch the app's database engines; serve /metrics here unless a metrics port does."""
+    with app.app_context():
+        for engine in db.engines.values():
+            _watch_engine(engine)
+    if serve_on_app:
+        app.add_url_rule("/metrics", "metrics", _metrics_view)
+
+
+# gunicorn's hooks (gunicorn.conf.py)
+
+
+def empty_multiprocess_dir() -> None:
+    """In the master at start: samples left by an earlier run must not be merged into ours."""
+    for samples in Path(os.environ[MULTIPROC_ENV]).glob("*.db"):
+        samples.unlink()
+
+
+def worker_exited(pid: int) -> None:
+    """Drop a dead worker's live gauges (in-flight requests, pool use); counters stay summed."""
+    multiprocess.mark_process_dead(pid)  # type: ignore[no-untyped-call]
+
+
+def serve_from_master(master_pid: int, port: int, host: str) -> None:
+    """The exposition on its own port, from the master thread that outlives every worker."""
+    PROCESSES.master_pid = master_pid
+    start_http_server(port, addr=host, registry=exposition_registry())
+
+
+def describe_server(master_pid: int) -> None:
+    """In a worker: the process collector reports the whole server, not this worker alone."""
+    PROCESSES.master_pid = master_pid

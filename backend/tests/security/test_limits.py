@@ -1,0 +1,175 @@
+"""Rate limits: per IP by default, stricter on login, per user on uploads, shared across workers."""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+import port_for
+import pytest
+import requests
+from flask_limiter.constants import ConfigVars
+from prometheus_client import REGISTRY
+
+from minishop import config
+from tests.conftest import ClientWith, gunicorn_server
+from tests.test_errors import assert_envelope
+from tests.uploads import image_bytes, upload
+
+LogIn = Callable[..., dict[str, Any]]
+CODE_ONLY = {"KEY_FUNC", "ON_BREACH", "ON_META_BREACH", "REQUEST_IDENTIFIER"}
+CATEGORIES = "/api/v1/categories"
+
+
+def test_the_default_limit_answers_42900_with_its_headers(client_with: ClientWith) -> None:
+    client = client_with(RATELIMIT_DEFAULT="3 per minute")
+    for remaining in (2, 1, 0):
+        response = client.get(CATEGORIES)
+        assert_envelope(response, 200, 0)
+        assert response.headers["X-RateLimit-Limit"] == "3"
+        assert response.headers["X-RateLimit-Remaining"] == str(remaining)
+    labels = {"route": CATEGORIES}
+    counted = REGISTRY.get_sample_value("minishop_rate_limited_total", labels) or 0.0
+    refused = client.get(CATEGORIES)
+    body = assert_envelope(refused, 429, 42900)
+    assert REGISTRY.get_sample_value("minishop_rate_limited_total", labels) == counted + 1
+    assert body["message"] == "too many requests"
+    assert 1 <= int(refused.headers["Retry-After"]) <= 60
+    assert int(refused.headers["X-RateLimit-Reset"]) > time.time()
+    assert refused.headers["X-RateLimit-Remaining"] == "0"
+
+
+def test_probes_are_never_limited(client_with: ClientWith) -> None:
+    client = client_with(RATELIMIT_DEFAULT="1 per minute")
+    for _ in range(3):
+        assert client.get("/healthz").status_code == 200
+
+
+def test_login_has_its_own_stricter_limit(client_with: ClientWith) -> None:
+    client = client_with(RATELIMIT_DEFAULT="100 per minute", RATELIMIT_LOGIN="2 per minute")
+    for _ in range(2):  # even refused codes count: this limit is against guessing
+        assert_envelope(client.post("/api/v1/auth/login", json={"code": "guess"}), 400, 40000)
+    assert_envelope(client.post("/api/v1/auth/login", json={"code": "guess"}), 429, 42900)
+    assert_envelope(client.get(CATEGORIES), 200, 0)
+
+
+def test_uploads_are_limited_per_user(client_with: ClientWith, log_in: LogIn) -> None:
+    client = client_with(RATELIMIT_UPLOADS="1 per minute")
+    alice, bob = log_in(), log_in()
+    assert_envelope(upload(client, alice, image_bytes()), 201, 0)
+    refused = upload(client, alice, image_bytes(size=(9, 9)))
+    assert_envelope(refused, 429, 42900)
+    assert refused.headers["X-RateLimit-Limit"] == "1"
+    assert_envelope(upload(client, bob, image_bytes()), 201, 0)  # same IP, another user
+
+
+def test_malformed_requests_count_too(client_with: ClientWith, log_in: LogIn) -> None:
+    client = client_with(RATELIMIT_UPLOADS="1 per minute")
+    data = log_in()
+    assert_envelope(upload(client, data, b""), 400, 40000)
+    assert_envelope(upload(client, data, image_bytes()), 429, 42900)
+
+
+@pytest.mark.parametrize(
+    ("proxies", "separate"), [(0, False), (1, True)], ids=["no-proxy", "one-proxy"]
+)
+def test_the_client_ip_comes_only_from_trusted_proxies(
+    client_with: ClientWith, proxies: int, separate: bool
+) -> None:
+    client = client_with(RATELIMIT_DEFAULT="1 per minute", TRUSTED_PROXY_COUNT=proxies)
+    first = client.get(CATEGORIES, headers={"X-Forwarded-For": "203.0.113.1"})
+    assert_envelope(first, 200, 0)
+    # A client prepending an address of its choice gains nothing: only the hop our proxy
+    # appended counts, and without a proxy the header is ignored altogether.
+    spoofed = client.get(CATEGORIES, headers={"X-Forwarded-For": "198.51.100.9, 203.0.113.2"})
+    assert spoofed.status_code == (200 if separate else 429)
+    again = client.get(CATEGORIES, headers={"X-Forwarded-For": "198.51.100.9, 203.0.113.1"})
+    assert_envelope(again, 429, 42900)
+
+
+def test_the_limiter_fails_open_and_logs_when_redis_is_down(
+    client_with: ClientWith, caplog: pytest.LogCaptureFixture
+) -> None:
+    dead = f"redis://127.0.0.1:{port_for.select_random()}/0"
+    client = client_with(RATELIMIT_DEFAULT="1 per minute", RATELIMIT_STORAGE_URI=dead)
+    with caplog.at_level(logging.ERROR, logger="flask-limiter"):
+        for _ in range(3):
+            assert_envelope(client.get(CATEGORIES), 200, 0)
+    assert any(record.name == "flask-limiter" and record.exc_info for record in caplog.records)
+
+
+def test_the_limiter_can_fail_closed(client_with: ClientWith) -> None:
+    dead = f"redis://127.0.0.1:{port_for.select_random()}/0"
+    client = client_with(RATELIMIT_STORAGE_URI=dead, RATELIMIT_SWALLOW_ERRORS=False)
+    assert_envelope(client.get(CATEGORIES), 503, 50300)
+
+
+def test_every_flask_limiter_setting_comes_from_the_environment(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """All but the callables (key function, callbacks, exempt/deduct predicates)."""
+    names = {
+        getattr(ConfigVars, name)
+        for name in vars(ConfigVars)
+        if name.isupper() and name not in CODE_ONLY and not name.endswith("_WHEN")
+    }
+    assert names <= set(config.Settings.model_fields)
+    monkeypatch.setenv("RATELIMIT_STORAGE_OPTIONS", '{"health_check_interval": 5}')
+    monkeypatch.setenv("RATELIMIT_STRATEGY", "fixed-window")
+    loaded = config.TestingSettings()
+    assert loaded.RATELIMIT_STORAGE_OPTIONS == {"health_check_interval": 5}
+    assert loaded.RATELIMIT_STRATEGY == "fixed-window"
+
+
+@pytest.fixture(scope="module")
+def limited_server(
+    settings: config.TestingSettings, tmp_path_factory: pytest.TempPathFactory
+) -> Any:
+    """Real gunicorn, 4 workers on the session's Redis, with a tight default limit."""
+    with gunicorn_server(
+        settings,
+        tmp_path_factory.mktemp("limited"),
+        RATELIMIT_DEFAULT="10 per 4 seconds",
+        RATELIMIT_KEY_PREFIX="limited-server",
+    ) as base_url:
+        yield base_url
+
+
+def test_limits_hold_across_gunicorn_workers_and_retry_after_is_honest(
+    limited_server: str, app: Any
+) -> None:
+    url = f"{limited_server}{CATEGORIES}"
+    with requests.Session() as warm:  # every worker answers before the clock starts
+        warm.get(f"{limited_server}/healthz", timeout=5)
+
+    def fetch(_: int) -> requests.Response:
+        return requests.get(url, timeout=10)
+
+    with ThreadPoolExecutor(max_workers=16) as pool:
+        responses = list(pool.map(fetch, range(32)))
+    statuses = [r.status_code for r in responses]
+    assert statuses.count(200) == 10, statuses
+    assert statuses.count(429) == 22
+    refused = next(r for r in responses if r.status_code == 429)
+    assert refused.json()["code"] == 42900
+    retry_after = int(refused.headers["Retry-After"])
+    assert 1 <= retry_after <= 4  # never longer than the window
+    assert requests.get(url, timeout=10).status_code == 429
+    # Honest: waiting exactly Retry-After seconds after being refused is enough.
+    time.sleep(retry_after)
+    assert requests.get(url, timeout=10).status_code == 200
+
+
+def test_a_client_with_its_own_proxy_header_is_still_one_client(
+    limited_server: str, app: Any
+) -> None:
+    """gunicorn runs with no trusted proxy here: invented X-Forwarded-For values change nothing."""
+    url = f"{limited_server}{CATEGORIES}"
+    statuses = [
+        requests.get(url, headers={"X-Forwarded-For": f"10.0.0.{i}"}, timeout=10).status_code
+        for i in range(11)
+    ]
+    assert statuses == [200] * 10 + [429]

@@ -1,0 +1,137 @@
+"""Fuzzing: schemathesis drives every operation of /openapi.json against real gunicorn.
+
+Requests are logged in (as an admin, so the back office is reached too) and signed: a `requests`
+auth hook signs the exact prepared request, as the mini-program would. Each operation gets a
+bounded number of schema-valid and schema-violating examples, without shrinking, so the run stays
+within a minute or two. Pass: no 5xx, every response conforms to the document (status, content
+type, schema, headers) and every JSON answer is the envelope whose code matches the status.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+from urllib.parse import unquote, urlsplit
+
+import pytest
+import requests
+import schemathesis
+from hypothesis import HealthCheck, Phase, given
+from hypothesis import settings as hypothesis_settings
+from hypothesis import strategies as st
+from schemathesis import GenerationMode, checks
+from schemathesis.core.failures import FailureGroup
+from wechat_emulator.testing import EmulatorControl
+
+from minishop import config
+from minishop.domain.auth import grant_admin
+from minishop.security.signature import sign_headers
+from tests.conftest import gunicorn_server
+
+EXAMPLES_PER_MODE = 12
+ENVELOPE_KEYS = {"code", "message", "data", "request_id"}
+LOGOUT = "/api/v1/auth/logout"
+
+
+class SignedAdmin(requests.auth.AuthBase):
+    """Bearer token and signature of the prepared request (the exact bytes that are sent)."""
+
+    def __init__(self, base_url: str, emulator: EmulatorControl) -> None:
+        self.base_url = base_url
+        self.emulator = emulator
+        self.openid = "o-fuzzing-admin"
+        self.log_in()
+
+    def log_in(self) -> None:
+        code = self.emulator.new_login_code(openid=self.openid).code
+        answer = requests.post(
+            f"{self.base_url}/api/v1/auth/login", json={"code": code}, timeout=10
+        )
+        answer.raise_for_status()
+        self.data: dict[str, Any] = answer.json()["data"]
+
+    def __call__(self, request: requests.PreparedRequest) -> requests.PreparedRequest:
+        url = urlsplit(request.url or "")
+        body = request.body or b""
+        raw = body.encode() if isinstance(body, str) else body
+        request.headers["Authorization"] = f"Bearer {self.data['access_token']}"
+        request.headers.update(
+            sign_headers(
+                request.method or "GET", unquote(url.path), url.query, raw, self.data["sign_key"]
+            )
+        )
+        return request
+
+
+@schemathesis.check
+def envelope_conformance(ctx: Any, response: Any, case: Any) -> bool | None:
+    """JSON answers are the envelope; errors always are, with the code of their HTTP status."""
+    is_json = response.headers.get("content-type", [""])[0].startswith("application/json")
+    if case.path == "/openapi.json" or (response.status_code < 400 and not is_json):
+        return None
+    body = response.json()
+    assert isinstance(body, dict) and set(body) == ENVELOPE_KEYS, f"not an envelope: {body}"
+    if response.status_code < 400:
+        assert body["code"] == 0, body
+    else:
+        assert body["code"] // 100 == response.status_code, body
+    return None
+
+
+CHECKS = [
+    checks.not_a_server_error,
+    checks.status_code_conformance,
+    checks.content_type_conformance,
+    checks.response_schema_conformance,
+    checks.response_headers_conformance,
+    envelope_conformance,
+]
+
+
+@pytest.fixture(scope="module")
+def fuzz_server(
+    settings: config.TestingSettings, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[str]:
+    """gunicorn with uploads in a temporary folder, so fuzzed files never land in the tree."""
+    tmp: Path = tmp_path_factory.mktemp("fuzz")
+    with gunicorn_server(settings, tmp, UPLOAD_DIR=str(tmp / "uploads")) as base_url:
+        yield base_url
+
+
+def test_fuzz_every_operation(
+    fuzz_server: str, emulator: EmulatorControl, catalog: dict[str, Any], app: Any
+) -> None:
+    schema = schemathesis.openapi.from_url(f"{fuzz_server}/openapi.json")
+    auth = SignedAdmin(fuzz_server, emulator)
+    grant_admin(auth.openid)
+    failures: list[str] = []
+    with requests.Session() as session:
+        session.auth = auth
+        for result in schema.get_all_operations():
+            operation = result.ok()
+            strategy = st.one_of(
+                operation.as_strategy(generation_mode=GenerationMode.POSITIVE),
+                operation.as_strategy(generation_mode=GenerationMode.NEGATIVE),
+            )
+
+            @hypothesis_settings(
+                max_examples=2 * EXAMPLES_PER_MODE,
+                deadline=None,
+                database=None,
+                derandomize=True,
+                phases=[Phase.explicit, Phase.generate],
+                suppress_health_check=list(HealthCheck),
+            )
+            @given(case=strategy)
+            def run(case: Any) -> None:
+                response = case.call(base_url=fuzz_server, session=session, timeout=10)
+                if case.path == LOGOUT and response.status_code == 200:
+                    auth.log_in()  # the fuzzer just ended our session
+                case.validate_response(response, checks=CHECKS)
+
+            try:
+                run()
+            except (FailureGroup, AssertionError) as exc:
+                failures.append(f"{operation.label}: {exc}")
+    assert not failures, "\n\n".join(failures)

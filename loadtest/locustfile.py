@@ -1,0 +1,134 @@
+"""The journey of a mini-program user, for Locust.
+
+Every Locust user is its own WeChat user: it asks the WeChat emulator's control API for a
+wx.login code, logs in, then mostly browses (category list, product pages, product details),
+sometimes places a signed order with an Idempotency-Key, and cancels a share of those.
+Request names are route templates, so the statistics group by endpoint, not by id.
+
+Settings (environment): LOADTEST_EMULATOR_URL (the emulator, for login codes), LOADTEST_USERS and
+LOADTEST_DURATION (seconds) for the load shape: ramp-up, steady state, a spike, steady again.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import uuid
+from typing import Any
+
+from locust import LoadTestShape, between, task
+from locust.contrib.fasthttp import FastHttpUser
+
+from minishop.security.signature import sign_headers
+
+EMULATOR_URL = os.environ.get("LOADTEST_EMULATOR_URL", "http://127.0.0.1:8001")
+USERS = int(os.environ.get("LOADTEST_USERS", "50"))
+DURATION = int(os.environ.get("LOADTEST_DURATION", "60"))
+CANCEL_SHARE = 0.3
+OUT_OF_STOCK = 40901
+
+
+class MiniProgramUser(FastHttpUser):
+    wait_time = between(0.5, 2.5)  # a person reading a page before the next tap
+
+    def on_start(self) -> None:
+        self.product_ids: list[int] = []
+        self.log_in()
+        self.browse_catalog_page()
+
+    def log_in(self) -> None:
+        with self.client.post(
+            f"{EMULATOR_URL}/__emulator/codes", json={}, name="emulator: wx.login code"
+        ) as answer:
+            code = answer.json()["code"]
+        with self.client.post(
+            "/api/v1/auth/login", json={"code": code}, name="/api/v1/auth/login"
+        ) as response:
+            self.session: dict[str, Any] = response.json()["data"]
+
+    def signed(self, method: str, path: str, payload: Any, name: str, **headers: str) -> Any:
+        body = b"" if payload is None else json.dumps(payload).encode()
+        signature = sign_headers(method, path, "", body, self.session["sign_key"])
+        all_headers = {
+            "Authorization": f"Bearer {self.session['access_token']}",
+            "Content-Type": "application/json",
+            **signature,
+            **headers,
+        }
+        return self.client.request(
+            method, path, data=body, headers=all_headers, name=name, catch_response=True
+        )
+
+    @task(10)
+    def browse_catalog_page(self) -> None:
+        page = random.randint(1, 2)
+        with self.client.get(
+            f"/api/v1/products?page={page}&page_size=10", name="/api/v1/products"
+        ) as response:
+            items = response.json()["data"]["items"]
+        self.product_ids = [item["id"] for item in items] or self.product_ids
+
+    @task(3)
+    def view_categories(self) -> None:
+        self.client.get("/api/v1/categories", name="/api/v1/categories")
+
+    @task(8)
+    def view_product(self) -> None:
+        if self.product_ids:
+            product_id = random.choice(self.product_ids)
+            self.client.get(f"/api/v1/products/{product_id}", name="/api/v1/products/{id}")
+
+    @task(2)
+    def place_order(self) -> None:
+        if not self.product_ids:
+            return
+        lines = random.sample(self.product_ids, k=min(len(self.product_ids), random.randint(1, 2)))
+        payload = {"items": [{"product_id": pid, "quantity": 1} for pid in lines]}
+        with self.signed(
+            "POST",
+            "/api/v1/orders",
+            payload,
+            "/api/v1/orders [place]",
+            **{"Idempotency-Key": uuid.uuid4().hex},
+        ) as response:
+            answer = response.json()
+            if response.status_code == 409 and answer.get("code") == OUT_OF_STOCK:
+                response.success()  # sold out is a normal outcome of a busy shop
+                return
+            if response.status_code != 201:
+                response.failure(f"{response.status_code} {answer.get('code')}")
+                return
+            response.success()
+        if random.random() < CANCEL_SHARE:
+            order_no = answer["data"]["order_no"]
+            path = f"/api/v1/orders/{order_no}/cancel"
+            with self.signed("POST", path, None, "/api/v1/orders/{order_no}/cancel") as cancel:
+                if cancel.status_code == 200:
+                    cancel.success()
+                else:
+                    cancel.failure(f"{cancel.status_code}")
+
+    @task(1)
+    def my_orders(self) -> None:
+        self.client.get(
+            "/api/v1/orders",
+            headers={"Authorization": f"Bearer {self.session['access_token']}"},
+            name="/api/v1/orders [mine]",
+        )
+
+
+class RampSteadySpike(LoadTestShape):
+    """20 % ramp-up, steady, a spike to twice the users for 10 %, steady again to the end."""
+
+    def tick(self) -> tuple[int, float] | None:
+        elapsed = self.get_run_time()
+        if elapsed >= DURATION:
+            return None
+        share = elapsed / DURATION
+        ramp_rate = max(1.0, USERS / max(1.0, 0.2 * DURATION))
+        if share < 0.2:
+            return max(1, int(USERS * share / 0.2)), ramp_rate
+        if 0.6 <= share < 0.7:
+            return USERS * 2, ramp_rate * 2
+        return USERS, ramp_rate * 2
