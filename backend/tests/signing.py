@@ -23,10 +23,15 @@ def signed_headers(
 
 
 def send_signed(
-    client: FlaskClient, data: dict[str, Any], method: str, path: str, payload: Any = None
+    client: FlaskClient,
+    data: dict[str, Any],
+    method: str,
+    path: str,
+    payload: Any = None,
+    headers: dict[str, str] | None = None,
 ) -> Any:
     """Send `payload` as JSON (or no body when None), signed as the logged-in `data`."""
     body = b"" if payload is None else json_bytes(payload)
-    headers = signed_headers(data, method, path, body)
+    headers = signed_headers(data, method, path, body) | (headers or {})
     content_type = None if payload is None else "application/json"
     return client.open(path, method=method, data=body, headers=headers, content_type=content_type)

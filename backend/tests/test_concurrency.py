@@ -21,6 +21,7 @@ from minishop.domain.orders import order_list_query
 from minishop.extensions import db
 from minishop.models import Category, Order, OrderItem, OrderStatus, Product
 from tests.conftest import BACKEND_DIR
+from tests.signing import json_bytes, signed_headers
 
 POOL = 50
 
@@ -39,14 +40,25 @@ def log_in_users(live_server: str, emulator: EmulatorControl, count: int) -> lis
         return list(pool.map(log_in, range(count)))
 
 
+def post_signed(
+    live_server: str, user: dict[str, Any], path: str, payload: Any = None, **headers: str
+) -> requests.Response:
+    body = b"" if payload is None else json_bytes(payload)
+    return requests.post(
+        f"{live_server}{path}",
+        data=body,
+        headers=signed_headers(user, "POST", path, body)
+        | {"Content-Type": "application/json"}
+        | headers,
+        timeout=60,
+    )
+
+
 def post_order(
     live_server: str, user: dict[str, Any], items: list[dict[str, int]], key: str
 ) -> requests.Response:
-    return requests.post(
-        f"{live_server}/api/v1/orders",
-        json={"items": items},
-        headers={"Authorization": f"Bearer {user['access_token']}", "Idempotency-Key": key},
-        timeout=60,
+    return post_signed(
+        live_server, user, "/api/v1/orders", {"items": items}, **{"Idempotency-Key": key}
     )
 
 
@@ -196,10 +208,10 @@ def test_cancels_racing_two_expiry_jobs_return_stock_exactly_once(
     cancels = run_concurrently(
         [
             (
-                lambda r=r, n=n: requests.post(
-                    f"{live_server}/api/v1/orders/{r.json()['data']['order_no']}/cancel",
-                    headers={"Authorization": f"Bearer {users[n % 5]['access_token']}"},
-                    timeout=60,
+                lambda r=r, n=n: post_signed(
+                    live_server,
+                    users[n % 5],
+                    f"/api/v1/orders/{r.json()['data']['order_no']}/cancel",
                 )
             )
             for n, r in enumerate(placed)

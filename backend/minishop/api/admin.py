@@ -9,7 +9,7 @@ from flask_openapi3 import APIBlueprint, Tag
 from pydantic import BaseModel, Field, model_validator
 
 from minishop.api.common import Page, PageQuery, StrictBody
-from minishop.api.guards import BEARER_SECURITY, admin_required
+from minishop.api.guards import BEARER_SECURITY, admin_required, signed
 from minishop.api.orders import OrderOut, OrderPath, order_page
 from minishop.api.products import CategoryOut, ProductDetailOut
 from minishop.domain import catalog, catalog_admin, orders
@@ -90,6 +90,7 @@ def product_out(product: Product) -> ProductDetailOut:
 
 @bp.post("/categories", responses={201: Envelope[CategoryOut]})
 @admin_required
+@signed
 def create_category(body: CategoryBody) -> Response:
     category = catalog_admin.create_category(body.name, body.sort)
     return ok(CategoryOut.model_validate(category), status=201)
@@ -97,6 +98,7 @@ def create_category(body: CategoryBody) -> Response:
 
 @bp.patch("/categories/<int:category_id>", responses={200: Envelope[CategoryOut]})
 @admin_required
+@signed
 def update_category(path: CategoryPath, body: CategoryPatch) -> Response:
     changes = body.model_dump(exclude_unset=True)
     return ok(CategoryOut.model_validate(catalog_admin.update_category(path.category_id, changes)))
@@ -104,6 +106,7 @@ def update_category(path: CategoryPath, body: CategoryPatch) -> Response:
 
 @bp.delete("/categories/<int:category_id>", responses={200: Envelope[Deleted]})
 @admin_required
+@signed
 def delete_category(path: CategoryPath) -> Response:
     catalog_admin.delete_category(path.category_id)
     return ok(Deleted(deleted=True))
@@ -111,12 +114,14 @@ def delete_category(path: CategoryPath) -> Response:
 
 @bp.post("/products", responses={201: Envelope[ProductDetailOut]})
 @admin_required
+@signed
 def create_product(body: ProductBody) -> Response:
     return ok(product_out(catalog_admin.create_product(body.model_dump())), status=201)
 
 
 @bp.patch("/products/<int:product_id>", responses={200: Envelope[ProductDetailOut]})
 @admin_required
+@signed
 def update_product(path: ProductPath, body: ProductPatch) -> Response:
     changes = body.model_dump(exclude_unset=True, exclude={"version"})
     return ok(product_out(catalog_admin.update_product(path.product_id, body.version, changes)))
@@ -124,18 +129,21 @@ def update_product(path: ProductPath, body: ProductPatch) -> Response:
 
 @bp.put("/products/<int:product_id>/stock", responses={200: Envelope[ProductDetailOut]})
 @admin_required
+@signed
 def set_stock(path: ProductPath, body: StockBody) -> Response:
     return ok(product_out(catalog_admin.set_stock(path.product_id, body.stock)))
 
 
 @bp.post("/products/<int:product_id>/on-sale", responses={200: Envelope[ProductDetailOut]})
 @admin_required
+@signed
 def put_on_sale(path: ProductPath) -> Response:
     return ok(product_out(catalog_admin.set_status(path.product_id, ProductStatus.ON_SALE)))
 
 
 @bp.post("/products/<int:product_id>/off-sale", responses={200: Envelope[ProductDetailOut]})
 @admin_required
+@signed
 def take_off_sale(path: ProductPath) -> Response:
     return ok(product_out(catalog_admin.set_status(path.product_id, ProductStatus.OFF_SALE)))
 
@@ -158,5 +166,6 @@ def list_orders(query: AdminOrderQuery) -> Response:
 
 @bp.post("/orders/<order_no>/ship", responses={200: Envelope[OrderOut]})
 @admin_required
+@signed
 def ship_order(path: OrderPath) -> Response:
     return ok(OrderOut.model_validate(orders.ship_order(path.order_no)))

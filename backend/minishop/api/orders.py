@@ -9,7 +9,8 @@ from flask_openapi3 import APIBlueprint, Tag
 from pydantic import BaseModel, ConfigDict, Field
 
 from minishop.api.common import Page, PageQuery, StrictBody
-from minishop.api.guards import BEARER_SECURITY, current_principal, login_required
+from minishop.api.guards import BEARER_SECURITY, current_principal, login_required, signed
+from minishop.api.limits import per_user
 from minishop.domain import orders
 from minishop.envelope import Envelope, ok
 from minishop.models import Order, OrderStatus
@@ -86,7 +87,8 @@ def order_page(found: list[Order], total: int, query: PageQuery) -> Page[OrderOu
     responses={201: Envelope[OrderOut], 200: Envelope[OrderOut]},
     security=BEARER_SECURITY,
 )
-@login_required
+@per_user("RATELIMIT_ORDERS")
+@signed
 def place_order(header: IdempotencyHeader, body: PlaceOrderBody) -> Response:
     """201 for a new order; 200 with the same order when the Idempotency-Key was seen before."""
     placed = orders.place_order(
@@ -118,6 +120,6 @@ def get_order(path: OrderPath) -> Response:
 
 
 @bp.post("/<order_no>/cancel", responses={200: Envelope[OrderOut]}, security=BEARER_SECURITY)
-@login_required
+@signed
 def cancel_order(path: OrderPath) -> Response:
     return ok(OrderOut.model_validate(orders.cancel_order(current_principal().user, path.order_no)))

@@ -199,9 +199,7 @@ def order_list_query(
     return select(Order).where(*conditions).order_by(Order.created_at.desc(), Order.id.desc())
 
 
-def list_orders(
-    query: Select[Order], *, page: int, page_size: int
-) -> tuple[list[Order], int]:
+def list_orders(query: Select[Order], *, page: int, page_size: int) -> tuple[list[Order], int]:
     total = db.session.scalar(select(func.count()).select_from(query.order_by(None).subquery()))
     found = db.session.scalars(query.limit(page_size).offset((page - 1) * page_size))
     return list(found), total or 0

@@ -13,6 +13,7 @@ from minishop.extensions import db
 from minishop.models import Order, OrderStatus
 from tests.api.test_orders import place
 from tests.conftest import bearer
+from tests.signing import send_signed
 from tests.test_errors import assert_envelope
 
 LogIn = Callable[..., dict[str, Any]]
@@ -32,31 +33,31 @@ def test_categories_crud_and_the_cached_list_follows(
     client: FlaskClient, admin: dict[str, Any]
 ) -> None:
     assert client.get("/api/v1/categories").get_json()["data"]["items"] == []  # now cached
-    created = client.post(
-        "/api/v1/admin/categories", json={"name": "Tea", "sort": 2}, headers=bearer(admin)
+    created = send_signed(
+        client, admin, "POST", "/api/v1/admin/categories", {"name": "Tea", "sort": 2}
     )
     tea = assert_envelope(created, 201, 0)["data"]
     assert [c["name"] for c in client.get("/api/v1/categories").get_json()["data"]["items"]] == [
         "Tea"
     ]
-    duplicate = client.post("/api/v1/admin/categories", json={"name": "Tea"}, headers=bearer(admin))
+    duplicate = send_signed(client, admin, "POST", "/api/v1/admin/categories", {"name": "Tea"})
     assert_envelope(duplicate, 409, 40900)
-    renamed = client.patch(
-        f"/api/v1/admin/categories/{tea['id']}", json={"name": "Green tea"}, headers=bearer(admin)
+    renamed = send_signed(
+        client, admin, "PATCH", f"/api/v1/admin/categories/{tea['id']}", {"name": "Green tea"}
     )
     assert assert_envelope(renamed, 200, 0)["data"]["name"] == "Green tea"
     assert client.get("/api/v1/categories").get_json()["data"]["items"][0]["name"] == "Green tea"
-    deleted = client.delete(f"/api/v1/admin/categories/{tea['id']}", headers=bearer(admin))
+    deleted = send_signed(client, admin, "DELETE", f"/api/v1/admin/categories/{tea['id']}")
     assert_envelope(deleted, 200, 0)
     assert client.get("/api/v1/categories").get_json()["data"]["items"] == []
-    missing = client.delete(f"/api/v1/admin/categories/{tea['id']}", headers=bearer(admin))
+    missing = send_signed(client, admin, "DELETE", f"/api/v1/admin/categories/{tea['id']}")
     assert_envelope(missing, 404, 40400)
 
 
 def test_a_category_with_products_cannot_be_deleted(
     client: FlaskClient, admin: dict[str, Any], catalog: dict[str, Any]
 ) -> None:
-    response = client.delete(f"/api/v1/admin/categories/{catalog['tea'].id}", headers=bearer(admin))
+    response = send_signed(client, admin, "DELETE", f"/api/v1/admin/categories/{catalog['tea'].id}")
     assert_envelope(response, 409, 40900)
 
 
@@ -67,31 +68,31 @@ def test_product_lifecycle_through_the_cache(
     assert_envelope(client.get(f"/api/v1/products/{next_id}"), 404, 40400)  # cached as missing
     body = {"category_id": catalog["tea"].id, "title": "Oolong", "price_fen": 5000, "stock": 7}
     created = assert_envelope(
-        client.post("/api/v1/admin/products", json=body, headers=bearer(admin)), 201, 0
+        send_signed(client, admin, "POST", "/api/v1/admin/products", body), 201, 0
     )["data"]
     assert created["id"] == next_id
     detail = assert_envelope(client.get(f"/api/v1/products/{next_id}"), 200, 0)["data"]
     assert (detail["title"], detail["stock"], detail["version"]) == ("Oolong", 7, 1)
 
     patch = {"version": 1, "title": "Tieguanyin oolong", "price_fen": 5500}
-    updated = client.patch(f"/api/v1/admin/products/{next_id}", json=patch, headers=bearer(admin))
+    updated = send_signed(client, admin, "PATCH", f"/api/v1/admin/products/{next_id}", patch)
     assert assert_envelope(updated, 200, 0)["data"]["version"] == 2
     assert client.get(f"/api/v1/products/{next_id}").get_json()["data"]["title"] == (
         "Tieguanyin oolong"
     )
-    stale = client.patch(f"/api/v1/admin/products/{next_id}", json=patch, headers=bearer(admin))
+    stale = send_signed(client, admin, "PATCH", f"/api/v1/admin/products/{next_id}", patch)
     assert "version 2" in assert_envelope(stale, 409, 40900)["message"]
 
-    stock = client.put(
-        f"/api/v1/admin/products/{next_id}/stock", json={"stock": 3}, headers=bearer(admin)
+    stock = send_signed(
+        client, admin, "PUT", f"/api/v1/admin/products/{next_id}/stock", {"stock": 3}
     )
     assert assert_envelope(stock, 200, 0)["data"]["stock"] == 3
     assert client.get(f"/api/v1/products/{next_id}").get_json()["data"]["stock"] == 3
 
-    off = client.post(f"/api/v1/admin/products/{next_id}/off-sale", headers=bearer(admin))
+    off = send_signed(client, admin, "POST", f"/api/v1/admin/products/{next_id}/off-sale")
     assert assert_envelope(off, 200, 0)["data"]["status"] == "off_sale"
     assert_envelope(client.get(f"/api/v1/products/{next_id}"), 404, 40400)
-    on = client.post(f"/api/v1/admin/products/{next_id}/on-sale", headers=bearer(admin))
+    on = send_signed(client, admin, "POST", f"/api/v1/admin/products/{next_id}/on-sale")
     assert assert_envelope(on, 200, 0)["data"]["status"] == "on_sale"
     assert_envelope(client.get(f"/api/v1/products/{next_id}"), 200, 0)
 
@@ -108,23 +109,21 @@ def test_product_writes_are_validated(
         {"category_id": tea_id, "title": "x", "price_fen": 1, "id": 5},
     ]
     for body in bad_creates:
-        response = client.post("/api/v1/admin/products", json=body, headers=bearer(admin))
+        response = send_signed(client, admin, "POST", "/api/v1/admin/products", body)
         assert_envelope(response, 400, 40000)
     no_category = {"category_id": 999_999, "title": "x", "price_fen": 1}
-    response = client.post("/api/v1/admin/products", json=no_category, headers=bearer(admin))
+    response = send_signed(client, admin, "POST", "/api/v1/admin/products", no_category)
     assert_envelope(response, 404, 40400)
     for patch in [{"title": "no version"}, {"version": 1}, {"version": 1, "stock": 5}]:
-        response = client.patch(
-            f"/api/v1/admin/products/{product_id}", json=patch, headers=bearer(admin)
+        response = send_signed(
+            client, admin, "PATCH", f"/api/v1/admin/products/{product_id}", patch
         )
         assert_envelope(response, 400, 40000)
-    negative = client.put(
-        f"/api/v1/admin/products/{product_id}/stock", json={"stock": -1}, headers=bearer(admin)
+    negative = send_signed(
+        client, admin, "PUT", f"/api/v1/admin/products/{product_id}/stock", {"stock": -1}
     )
     assert_envelope(negative, 400, 40000)
-    missing = client.put(
-        "/api/v1/admin/products/999999/stock", json={"stock": 1}, headers=bearer(admin)
-    )
+    missing = send_signed(client, admin, "PUT", "/api/v1/admin/products/999999/stock", {"stock": 1})
     assert_envelope(missing, 404, 40400)
 
 
@@ -152,9 +151,17 @@ def test_admin_lists_orders_by_status_and_time_and_ships_paid_ones(
     assert listed(f"created_from={later}") == []
     assert listed(f"created_to={later}&status=pending_payment") == [unpaid]
 
-    shipped = client.post(f"/api/v1/admin/orders/{paid}/ship", headers=bearer(admin))
+    shipped = send_signed(client, admin, "POST", f"/api/v1/admin/orders/{paid}/ship")
     assert assert_envelope(shipped, 200, 0)["data"]["status"] == "shipped"
-    not_paid = client.post(f"/api/v1/admin/orders/{unpaid}/ship", headers=bearer(admin))
+    not_paid = send_signed(client, admin, "POST", f"/api/v1/admin/orders/{unpaid}/ship")
     assert_envelope(not_paid, 409, 40902)
-    unknown = client.post("/api/v1/admin/orders/20260101000000123/ship", headers=bearer(admin))
+    unknown = send_signed(client, admin, "POST", "/api/v1/admin/orders/20260101000000123/ship")
     assert_envelope(unknown, 404, 40400)
+
+
+def test_admin_writes_must_be_signed(client: FlaskClient, admin: dict[str, Any]) -> None:
+    unsigned = client.post(
+        "/api/v1/admin/categories", json={"name": "Unsigned"}, headers=bearer(admin)
+    )
+    assert_envelope(unsigned, 401, 40102)
+    assert client.get("/api/v1/categories").get_json()["data"]["items"] == []

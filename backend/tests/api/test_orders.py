@@ -13,6 +13,7 @@ from sqlalchemy import func, select
 from minishop.extensions import db
 from minishop.models import Order, OrderItem, Product
 from tests.conftest import bearer
+from tests.signing import send_signed
 from tests.test_errors import assert_envelope
 
 LogIn = Callable[..., dict[str, Any]]
@@ -21,8 +22,12 @@ LogIn = Callable[..., dict[str, Any]]
 def place(
     client: FlaskClient, data: dict[str, Any], body: Any, key: str | None = "order-key-0001"
 ) -> Any:
-    headers = bearer(data) | ({"Idempotency-Key": key} if key else {})
-    return client.post("/api/v1/orders", json=body, headers=headers)
+    headers = {"Idempotency-Key": key} if key else {}
+    return send_signed(client, data, "POST", "/api/v1/orders", body, headers)
+
+
+def cancel(client: FlaskClient, data: dict[str, Any], order_no: str) -> Any:
+    return send_signed(client, data, "POST", f"/api/v1/orders/{order_no}/cancel")
 
 
 def stock_of(product_id: int) -> int:
@@ -186,13 +191,11 @@ def test_cancel_returns_stock_once(
     body = {"items": [{"product_id": catalog["puer"].id, "quantity": 2}]}
     order_no = place(client, data, body).get_json()["data"]["order_no"]
     assert stock_of(catalog["puer"].id) == 3
-    assert_envelope(
-        client.post(f"/api/v1/orders/{order_no}/cancel", headers=bearer(bob)), 404, 40400
-    )
-    cancelled = client.post(f"/api/v1/orders/{order_no}/cancel", headers=bearer(data))
+    assert_envelope(cancel(client, bob, order_no), 404, 40400)
+    cancelled = cancel(client, data, order_no)
     assert assert_envelope(cancelled, 200, 0)["data"]["status"] == "cancelled"
     assert stock_of(catalog["puer"].id) == 5
-    again = client.post(f"/api/v1/orders/{order_no}/cancel", headers=bearer(data))
+    again = cancel(client, data, order_no)
     assert_envelope(again, 409, 40902)
     assert stock_of(catalog["puer"].id) == 5
 
@@ -218,3 +221,19 @@ def test_the_expiry_job_cancels_only_expired_orders(
     assert statuses == {old: "cancelled", fresh: "pending_payment"}
     assert stock_of(catalog["puer"].id) == 4
     assert "0 orders expired" in app.test_cli_runner().invoke(args=["orders", "expire"]).output
+
+
+def test_order_writes_must_be_signed(
+    client: FlaskClient, log_in: LogIn, catalog: dict[str, Any]
+) -> None:
+    data = log_in()
+    body = {"items": [{"product_id": catalog["puer"].id, "quantity": 1}]}
+    unsigned = client.post(
+        "/api/v1/orders", json=body, headers=bearer(data) | {"Idempotency-Key": "unsigned-01"}
+    )
+    assert_envelope(unsigned, 401, 40102)
+    assert count(Order) == 0
+    order_no = place(client, data, body).get_json()["data"]["order_no"]
+    unsigned_cancel = client.post(f"/api/v1/orders/{order_no}/cancel", headers=bearer(data))
+    assert_envelope(unsigned_cancel, 401, 40102)
+    assert stock_of(catalog["puer"].id) == 4

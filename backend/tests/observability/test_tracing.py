@@ -20,7 +20,7 @@ from wechat_emulator.testing import EmulatorControl
 
 from minishop.config import Settings
 from minishop.models import Product
-from minishop.observability.tracing import redact_query
+from minishop.observability.tracing import redact_query, redacted_query
 from tests.conftest import gunicorn_server
 from tests.observability.logcheck import assert_absent, parse_lines
 from tests.observability.receivers import ExportedSpan, OtlpReceiver, SkyWalkingReceiver
@@ -234,4 +234,5 @@ def test_recorded_urls_keep_query_names_but_not_values() -> None:
         "http://wx.example/sns/jscode2session"
         "?appid=REDACTED&secret=REDACTED&js_code=REDACTED&grant_type=REDACTED"
     )
-    assert redact_query("/healthz") == "/healthz"
+    assert redact_query("http://wx.example/healthz") == "http://wx.example/healthz"
+    assert redacted_query("expires=1&signature=ab%2Fc") == "expires=REDACTED&signature=REDACTED"
