@@ -116,7 +116,8 @@ class Settings(BaseSettings):
     RATELIMIT_KEY_PREFIX: str = "minishop"
     RATELIMIT_FAIL_ON_FIRST_BREACH: bool = True
     RATELIMIT_SWALLOW_ERRORS: bool = True
-    RATELIMIT_HEADERS_ENABLED: bool = True
+    # X-RateLimit-* on every response costs a Redis round trip each; 429s always carry them.
+    RATELIMIT_HEADERS_ENABLED: bool = False
     RATELIMIT_HEADER_LIMIT: str = "X-RateLimit-Limit"
     RATELIMIT_HEADER_REMAINING: str = "X-RateLimit-Remaining"
     RATELIMIT_HEADER_RESET: str = "X-RateLimit-Reset"

@@ -8,7 +8,8 @@
 
 Every check runs in one `before_request` hook that guards registers after authentication (per-user
 keys need the caller) and before the signature and body checks, so even a malformed request
-counts. Over a limit: 429/42900 with `Retry-After` and `X-RateLimit-*`. When Redis is down the
+counts. Over a limit: 429/42900 with `Retry-After` and `X-RateLimit-*` (on other responses only
+with RATELIMIT_HEADERS_ENABLED, which costs a Redis round trip each). When Redis is down the
 limiter lets requests through (`RATELIMIT_SWALLOW_ERRORS`, default on) and logs each failure.
 """
 
@@ -22,6 +23,7 @@ from typing import TypeVar
 
 from flask import Flask, Response, current_app, g, request
 from flask_limiter import Limit, Limiter, RequestLimit
+from werkzeug.http import http_date
 
 from minishop.domain.auth import Principal
 from minishop.observability import metrics
@@ -89,28 +91,34 @@ def _count_breach(limit: RequestLimit) -> None:
     log.info("rate limited: %s on %s", limit.limit, route)
 
 
-def _round_retry_after_up(response: Response) -> Response:
-    """Flask-Limiter floors `Retry-After`; a client that waited that long could be refused again.
+def _describe_breach(response: Response) -> Response:
+    """A 429 always says which limit and for how long, whatever RATELIMIT_HEADERS_ENABLED says.
 
-    Registered before the limiter, so it runs after the limiter has written its headers.
+    Headers on every response cost a second Redis round trip per request (the window's state),
+    so they are off by default; a refused request is the one that needs them. Flask-Limiter
+    floors `Retry-After`, and a client that waited exactly that long could be refused again:
+    here it is rounded up. Registered before the limiter, so it runs after the limiter's own hook.
     """
-    config = current_app.config
-    header = config["RATELIMIT_HEADER_RETRY_AFTER"]
     limit = limiter().current_limit
-    if (
-        response.status_code == 429
-        and header in response.headers
-        and config["RATELIMIT_HEADER_RETRY_AFTER_VALUE"] == "delta-seconds"
-        and limit is not None
-        and limit.breached
-    ):
-        response.headers[header] = str(max(1, math.ceil(limit.window.reset_time - time.time())))
+    if response.status_code != 429 or limit is None or not limit.breached:
+        return response
+    config = current_app.config
+    reset_at = limit.window.reset_time
+    wait = max(1, math.ceil(reset_at - time.time()))
+    response.headers[config["RATELIMIT_HEADER_LIMIT"]] = str(limit.limit.amount)
+    response.headers[config["RATELIMIT_HEADER_REMAINING"]] = "0"
+    response.headers[config["RATELIMIT_HEADER_RESET"]] = str(math.ceil(reset_at))
+    response.headers[config["RATELIMIT_HEADER_RETRY_AFTER"]] = (
+        str(wait)
+        if config["RATELIMIT_HEADER_RETRY_AFTER_VALUE"] == "delta-seconds"
+        else http_date(time.time() + wait)
+    )
     return response
 
 
 def init_app(app: Flask) -> None:
     """One limiter per app: Flask-Limiter keeps its storage on the instance."""
-    app.after_request(_round_retry_after_up)
+    app.after_request(_describe_breach)
     config = app.config
     defaults: list[str | Callable[[], str] | Limit] = [
         limit for limit in [config["RATELIMIT_DEFAULT"]] if limit

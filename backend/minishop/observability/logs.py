@@ -113,9 +113,9 @@ def bind_log_fields(**fields: Unpack[LogFields]) -> None:
             bound[name] = value
 
 
-def _user_id() -> int | None:
+def _user_id(request_globals: Any) -> int | None:
     """The authenticated caller's id, read from the identity map: logging never queries."""
-    principal = g.get("principal")
+    principal = request_globals.get("principal")
     if principal is None:
         return None
     identity = sa_inspect(principal.user).identity
@@ -125,15 +125,18 @@ def _user_id() -> int | None:
 def _request_fields() -> dict[str, Any]:
     if not has_request_context():
         return dict(_context_fields.get() or {})
-    rule = request.url_rule
+    # The objects behind Flask's proxies, looked up once: this runs for every log line.
+    current = request._get_current_object()  # type: ignore[attr-defined]
+    request_globals = g._get_current_object()
+    rule = current.url_rule
     fields: dict[str, Any] = {
-        "request_id": g.get("request_id"),
-        "user_id": _user_id(),
-        "method": request.method,
+        "request_id": request_globals.get("request_id"),
+        "user_id": _user_id(request_globals),
+        "method": current.method,
         "route": rule.rule if rule is not None else None,
-        "client_ip": request.remote_addr,
+        "client_ip": current.remote_addr,
     }
-    fields.update(g.get("log_fields") or {})
+    fields.update(request_globals.get("log_fields") or {})
     return fields
 
 

@@ -25,7 +25,7 @@ CATEGORIES = "/api/v1/categories"
 
 
 def test_the_default_limit_answers_42900_with_its_headers(client_with: ClientWith) -> None:
-    client = client_with(RATELIMIT_DEFAULT="3 per minute")
+    client = client_with(RATELIMIT_DEFAULT="3 per minute", RATELIMIT_HEADERS_ENABLED=True)
     for remaining in (2, 1, 0):
         response = client.get(CATEGORIES)
         assert_envelope(response, 200, 0)
@@ -40,6 +40,18 @@ def test_the_default_limit_answers_42900_with_its_headers(client_with: ClientWit
     assert 1 <= int(refused.headers["Retry-After"]) <= 60
     assert int(refused.headers["X-RateLimit-Reset"]) > time.time()
     assert refused.headers["X-RateLimit-Remaining"] == "0"
+
+
+def test_only_a_refused_request_pays_for_the_headers_by_default(client_with: ClientWith) -> None:
+    client = client_with(RATELIMIT_DEFAULT="1 per minute")
+    allowed = client.get(CATEGORIES)
+    assert_envelope(allowed, 200, 0)
+    assert not any(name.startswith("X-RateLimit") for name, _ in allowed.headers)
+    refused = client.get(CATEGORIES)
+    assert_envelope(refused, 429, 42900)
+    assert refused.headers["X-RateLimit-Limit"] == "1"
+    assert refused.headers["X-RateLimit-Remaining"] == "0"
+    assert 1 <= int(refused.headers["Retry-After"]) <= 60
 
 
 def test_probes_are_never_limited(client_with: ClientWith) -> None:
