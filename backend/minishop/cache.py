@@ -29,6 +29,7 @@ import redis
 from flask import Flask, current_app
 
 from minishop.kvstore import KeyValueStore
+from minishop.observability import metrics
 
 log = logging.getLogger(__name__)
 
@@ -63,9 +64,10 @@ class ReadThroughCache:
             return load()
         doc_key = f"cache:{name}:{key}"
         try:
-            return self._get(doc_key, ttl, load)
+            return self._get(name, doc_key, ttl, load)
         except redis.RedisError as exc:
             log.warning("cache %s unavailable, reading the database: %s", name, type(exc).__name__)
+            metrics.CACHE_FALLBACKS.labels(name).inc()
             return load()
 
     def invalidate(self, name: str, key: str) -> None:
@@ -82,9 +84,11 @@ class ReadThroughCache:
         stored = json.loads(raw)
         return Entry(stored["value"], float(stored["fresh_until"]))
 
-    def _get(self, doc_key: str, ttl: float, load: Callable[[], Document | None]) -> Any:
+    def _get(self, name: str, doc_key: str, ttl: float, load: Callable[[], Document | None]) -> Any:
         entry = self._read(doc_key)
-        if entry is not None and time.time() < entry.fresh_until:
+        hit = entry is not None and time.time() < entry.fresh_until
+        metrics.record_cache(name, hit)
+        if entry is not None and hit:
             return entry.value
         owner = uuid.uuid4().hex
         if self.store.set_if_absent(f"{doc_key}:lock", owner, LOCK_SECONDS):

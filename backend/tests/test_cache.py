@@ -11,6 +11,7 @@ from contextlib import contextmanager
 from typing import Any
 
 import pytest
+from prometheus_client import REGISTRY
 from pytest_redis import factories as redis_factories
 from pytest_redis.executor import RedisExecutor
 from sqlalchemy import event
@@ -146,3 +147,22 @@ def test_catalog_reads_survive_redis_stopping_mid_test(
             assert response.get_json()["code"] == 0
     assert any("reading the database" in record.getMessage() for record in caplog.records)
     assert client.get("/readyz").status_code == 503
+
+
+def test_hits_misses_and_fallbacks_are_counted(
+    settings: config.TestingSettings, app: Any, catalog: dict[str, Any]
+) -> None:
+    def sample(name: str) -> float:
+        return (
+            REGISTRY.get_sample_value(f"minishop_cache_{name}_total", {"cache": "product"}) or 0.0
+        )
+
+    before = {name: sample(name) for name in ("hits", "misses", "fallbacks")}
+    client = app.test_client()
+    for _ in range(3):
+        client.get(f"/api/v1/products/{catalog['puer'].id}")
+    assert sample("misses") == before["misses"] + 1
+    assert sample("hits") == before["hits"] + 2
+    no_redis = create_app(settings.model_copy(update={"REDIS_URL": "redis://127.0.0.1:1/0"}))
+    assert no_redis.test_client().get(f"/api/v1/products/{catalog['puer'].id}").status_code == 200
+    assert sample("fallbacks") == before["fallbacks"] + 1

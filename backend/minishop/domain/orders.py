@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import secrets
 from collections import Counter
 from dataclasses import dataclass
@@ -27,8 +28,11 @@ from minishop.errors import AppError, ErrorCode
 from minishop.extensions import db
 from minishop.models import Order, OrderItem, OrderStatus, Product, ProductStatus, User
 from minishop.models.types import utcnow
+from minishop.observability import metrics
+from minishop.observability.logs import bind_log_fields
 
 EXPIRY_BATCH = 100
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -164,6 +168,9 @@ def place_order(
             raise
         return _replay(existing, fingerprint)
     catalog.forget_products(list(quantities))
+    metrics.ORDERS_CREATED.inc()
+    bind_log_fields(order_no=order.order_no, order_status=order.status)
+    log.info("order placed")
     return PlacedOrder(order, created=True)
 
 
@@ -229,6 +236,9 @@ def cancel_order(user: User, order_no: str) -> Order:
 
     order, product_ids = in_transaction(work)
     catalog.forget_products(product_ids)
+    metrics.ORDERS_CANCELLED.inc()
+    bind_log_fields(order_no=order.order_no, order_status=order.status)
+    log.info("order cancelled")
     return order
 
 
@@ -259,6 +269,9 @@ def expire_orders(now: datetime | None = None) -> int:
     while True:
         count, product_ids = in_transaction(expire_batch)
         catalog.forget_products(product_ids)
+        metrics.ORDERS_EXPIRED.inc(count)
+        if count:
+            log.info("%d unpaid orders expired", count)
         expired += count
         if count < EXPIRY_BATCH:
             return expired
@@ -272,4 +285,7 @@ def ship_order(order_no: str) -> Order:
         transition(order, OrderStatus.SHIPPED)
         return order
 
-    return in_transaction(work)
+    order = in_transaction(work)
+    bind_log_fields(order_no=order.order_no, order_status=order.status)
+    log.info("order shipped")
+    return order

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
 from flask.testing import FlaskClient
+from prometheus_client import REGISTRY
 from sqlalchemy import func, select
 
 from minishop.extensions import db
@@ -237,3 +239,20 @@ def test_order_writes_must_be_signed(
     unsigned_cancel = client.post(f"/api/v1/orders/{order_no}/cancel", headers=bearer(data))
     assert_envelope(unsigned_cancel, 401, 40102)
     assert stock_of(catalog["puer"].id) == 4
+
+
+def test_order_events_are_counted_and_logged(
+    client: FlaskClient, log_in: LogIn, catalog: dict[str, Any], caplog: pytest.LogCaptureFixture
+) -> None:
+    def sample(name: str) -> float:
+        return REGISTRY.get_sample_value(f"minishop_orders_{name}_total") or 0.0
+
+    created, cancelled = sample("created"), sample("cancelled")
+    data = log_in()
+    with caplog.at_level(logging.INFO, logger="minishop.domain.orders"):
+        body = {"items": [{"product_id": catalog["puer"].id, "quantity": 1}]}
+        order_no = place(client, data, body).get_json()["data"]["order_no"]
+        cancel(client, data, order_no)
+    assert (sample("created"), sample("cancelled")) == (created + 1, cancelled + 1)
+    logged = [r for r in caplog.records if r.name == "minishop.domain.orders"]
+    assert [r.getMessage() for r in logged] == ["order placed", "order cancelled"]
