@@ -3,24 +3,29 @@
 Target: LOADTEST_HOST (and LOADTEST_EMULATOR_URL) when set; otherwise a LocalStack (MariaDB,
 Redis, the WeChat emulator and gunicorn) is started for the run and stopped after it.
 LOADTEST_USERS (default 50) and LOADTEST_DURATION (seconds, default 60) shape the load.
-Writes reports/loadtest_stats.csv (and the other Locust CSVs) and reports/loadtest.html; exits 1
-naming every threshold that was missed.
+Writes reports/loadtest_stats.csv (and the other Locust CSVs), reports/loadtest.html and, for a
+stack it started, reports/loadtest_rss.csv (each worker's memory every 5 s); exits 1 naming every
+threshold that was missed.
 """
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import os
 import subprocess
 import sys
+import threading
+import time
 from contextlib import nullcontext
 from pathlib import Path
 from typing import Any
 
+import psutil
 import yaml
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from stack import ROOT, VENV_BIN, LocalStack
+from stack import ROOT, VENV_BIN, LocalStack, Server
 
 REPORTS = ROOT / "reports"
 THRESHOLDS = Path(__file__).resolve().parent / "thresholds.yml"
@@ -70,6 +75,40 @@ def missed_thresholds(rows: list[dict[str, Any]], thresholds: dict[str, Any]) ->
     return missed
 
 
+class WorkerMemory(threading.Thread):
+    """Every 5 s, the resident memory of each gunicorn worker of the stack this run started."""
+
+    def __init__(self, server: Server) -> None:
+        super().__init__(daemon=True)
+        self.server = server
+        self.samples: list[tuple[float, int, float]] = []  # (seconds in, pid, MiB)
+        self.stopped = threading.Event()
+
+    def run(self) -> None:
+        started = time.monotonic()
+        while not self.stopped.wait(5):
+            for pid in self.server.worker_pids():
+                with contextlib.suppress(psutil.NoSuchProcess):
+                    rss = psutil.Process(pid).memory_info().rss / 2**20
+                    self.samples.append((time.monotonic() - started, pid, rss))
+
+    def report(self) -> str:
+        self.stopped.set()
+        self.join()
+        with (REPORTS / "loadtest_rss.csv").open("w") as out:
+            out.write("seconds,pid,rss_mib\n")
+            out.writelines(f"{t:.0f},{pid},{rss:.1f}\n" for t, pid, rss in self.samples)
+        if not self.samples:
+            return "worker RSS: no samples"
+        half = self.samples[-1][0] / 2
+        middle = [rss for t, _, rss in self.samples if half - 5 <= t < half + 5] or [0.0]
+        end = [rss for t, _, rss in self.samples if t >= self.samples[-1][0] - 5]
+        return (
+            f"worker RSS: peak {max(rss for _, _, rss in self.samples):.0f} MiB; "
+            f"largest worker at half time {max(middle):.0f} MiB, at the end {max(end):.0f} MiB"
+        )
+
+
 def main() -> int:
     REPORTS.mkdir(exist_ok=True)
     host = os.environ.get("LOADTEST_HOST")
@@ -80,7 +119,12 @@ def main() -> int:
             running.emulator_url if running else ""
         )
         print(f"loadtest: {target} (emulator {emulator})", flush=True)
+        memory = WorkerMemory(running.server) if running and running.server else None
+        if memory:
+            memory.start()
         locust_status = run_locust(target, emulator)
+        if memory:
+            print(f"loadtest: {memory.report()}")
     rows = list(csv.DictReader((REPORTS / "loadtest_stats.csv").open()))
     missed = missed_thresholds(rows, yaml.safe_load(THRESHOLDS.read_text()))
     for problem in missed:
