@@ -8,7 +8,7 @@ BIN := $(VENV)/bin
 UV_VERSION := 0.13.9
 FLASK := cd backend && ../$(BIN)/flask --app minishop
 
-.PHONY: help run test lint fmt migrate seed deps dev-deps lock clean bench bench-tuning loadtest
+.PHONY: help run test lint fmt migrate seed deps dev-deps lock clean bench bench-tuning loadtest bench-observability
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-10s %s\n", $$1, $$2}'
@@ -59,6 +59,10 @@ bench: dev-deps ## side-by-side benchmark (hello vs API) with wrk; reports/bench
 bench-tuning: dev-deps ## compare gunicorn worker classes and counts; reports/tuning.md
 	bash pipelines/install-system-deps.sh bench
 	$(BIN)/python loadtest/bench.py --tuning
+
+bench-observability: dev-deps ## cached product reads with logs, metrics and traces on vs off (wrk)
+	bash pipelines/install-system-deps.sh bench
+	$(BIN)/python loadtest/bench_observability.py
 
 fmt: dev-deps ## format and auto-fix
 	cd backend && ../$(BIN)/ruff format . && ../$(BIN)/ruff check --fix .

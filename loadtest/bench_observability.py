@@ -2,12 +2,13 @@
 
     .venv/bin/python loadtest/bench_observability.py [--duration 20] [--rounds 3]
 
-Two gunicorn servers with the same settings (backend/gunicorn.conf.py; 2 gthread workers × 4
-threads, the defaults) against one stack (MariaDB, Redis, the WeChat emulator; loadtest/stack.py):
+Two gunicorn servers with the same settings (backend/gunicorn.conf.py defaults: 2 gthread
+workers, 4 threads each) against one stack (MariaDB, Redis, WeChat emulator; loadtest/stack.py):
 
 - **on**: JSON logs at INFO (an access line per request), Prometheus metrics, OpenTelemetry
-  traces of every request (the SDK's default sampler) exported over OTLP/HTTP to a sink on
-  loopback that acknowledges without decoding, standing in for a collector on another host;
+  traces with the default sampler (parentbased_traceidratio 0.1: every request gets a span
+  context, one in ten is recorded) exported over OTLP/HTTP to a sink on loopback that
+  acknowledges without decoding, standing in for a collector on another host;
 - **off**: `TRACING_BACKEND=none`, `METRICS_ENABLED=false`, `LOG_LEVEL=WARNING`.
 
 Both serve `GET /api/v1/products/{id}`, a cache hit. Load: wrk (C, one thread), because a Python
@@ -15,7 +16,8 @@ generator would take the CPU the server needs on a 2-core machine. The rounds al
 (on, off, on, off ...) so that background load on a shared machine falls on both alike; the
 median of each side is reported with the ratio on/off (target: at least 0.85), on stdout and in
 reports/bench-observability.json, together with the workers' CPU time per request, whose
-ratio off/on is the same comparison made robust against other load on the machine. Needs wrk: `bash pipelines/install-system-deps.sh bench`.
+ratio off/on is the same comparison made robust against other load on the machine.
+Needs wrk: `bash pipelines/install-system-deps.sh bench` (`make bench-observability` does it).
 """
 
 from __future__ import annotations
@@ -37,7 +39,7 @@ import psutil
 import requests
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from stack import ROOT, LocalStack, Server  # noqa: E402
+from stack import ROOT, LocalStack, Server
 
 TARGET = 0.85
 PRODUCT_PATH = "/api/v1/products/1"
@@ -49,7 +51,7 @@ NO_LIMITS = {"RATELIMIT_DEFAULT": "100000000/minute"}
 class OtlpSink(BaseHTTPRequestHandler):
     """Reads each export and answers 200 with an empty ExportTraceServiceResponse."""
 
-    def do_POST(self) -> None:  # noqa: N802 (http.server's naming)
+    def do_POST(self) -> None:
         self.rfile.read(int(self.headers.get("Content-Length", 0)))
         self.send_response(200)
         self.send_header("Content-Type", "application/x-protobuf")

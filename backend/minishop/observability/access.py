@@ -42,10 +42,7 @@ class RequestRecorder:
             metrics.HTTP_IN_FLIGHT.dec()
 
     def finish(self, response: Response) -> Response:
-        started = g.pop("request_started", None)
-        if started is None:
-            return response
-        seconds = time.perf_counter() - started
+        seconds = time.perf_counter() - g.pop("request_started")
         rule = request.url_rule
         route = rule.rule if rule is not None else None
         if self.with_metrics:

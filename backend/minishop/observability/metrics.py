@@ -259,8 +259,6 @@ def _observe_query(conn: Any, _cursor: Any, statement: str, *_args: Any) -> None
 
 
 def _watch_engine(engine: Engine) -> None:
-    if event.contains(engine, "before_cursor_execute", _start_query_timer):
-        return
     event.listen(engine, "before_cursor_execute", _start_query_timer)
     event.listen(engine, "after_cursor_execute", _observe_query)
     if isinstance(engine.pool, QueuePool):

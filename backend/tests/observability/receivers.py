@@ -96,13 +96,15 @@ class ExportedSpan:
     parent_span_id: str
     name: str
     kind: int
+    status: int
     service: str
     attributes: dict[str, Any] = field(default_factory=dict)
 
 
 class OtlpReceiver(_LoopbackServer):
-    # Span kinds in the OTLP protobuf.
+    # Span kinds and status codes in the OTLP protobuf.
     SERVER, CLIENT = 2, 3
+    STATUS_UNSET, STATUS_ERROR = 0, 2
 
     def __init__(self) -> None:
         super().__init__()
@@ -130,6 +132,7 @@ class OtlpReceiver(_LoopbackServer):
                             parent_span_id=span.parent_span_id.hex(),
                             name=span.name,
                             kind=span.kind,
+                            status=span.status.code,
                             service=str(resource.get("service.name")),
                             attributes={a.key: _plain(a.value) for a in span.attributes},
                         )

@@ -23,6 +23,7 @@ from wechat_emulator.testing import EmulatorControl
 from minishop import create_app
 from minishop.config import DEV_SECRETS, Settings
 from minishop.extensions import db
+from minishop.observability import metrics
 from tests.conftest import gunicorn_server
 
 Samples = dict[tuple[str, tuple[tuple[str, str], ...]], float]
@@ -65,6 +66,9 @@ def test_requests_logins_wechat_calls_and_queries_are_counted(
     late = emulator.new_login_code()
     assert slow_app.test_client().post(LOGIN_ROUTE, json={"code": late.code}).status_code == 504
     client.get("/api/v1/products/999999")
+    metrics.record_order_paid(16800)
+    metrics.record_cache("product", hit=True)
+    metrics.record_cache("product", hit=False)
     after = scrape(client)
 
     def grew(name: str, **labels: str) -> float:
@@ -78,6 +82,10 @@ def test_requests_logins_wechat_calls_and_queries_are_counted(
     assert grew("http_request_duration_seconds_bucket", **product, le="5.0") == 1
     assert value(after, "http_requests_in_flight") == 1  # the scrape itself
     assert grew("minishop_logins_total") == 1
+    assert grew("minishop_orders_paid_total") == 1
+    assert grew("minishop_orders_paid_amount_fen_total") == 16800
+    assert grew("minishop_cache_hits_total", cache="product") >= 1
+    assert grew("minishop_cache_misses_total", cache="product") >= 1
     for outcome in ("ok", "error", "unavailable"):
         assert grew("minishop_wechat_calls_total", api="jscode2session", outcome=outcome) == 1
     assert grew("minishop_wechat_call_duration_seconds_count", api="jscode2session") == 3

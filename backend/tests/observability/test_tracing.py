@@ -92,6 +92,16 @@ def test_otel_one_trace_links_http_sql_and_wechat_to_the_logs(
             headers={"traceparent": f"00-{unsampled_trace}-{caller_span}-00"},
             timeout=5,
         )
+        # WeChat fails twice (a call and its retry): the 502's span is marked an error.
+        emulator.faults("jscode2session", errcode=-1, times=2)
+        failed_trace = secrets.token_hex(16)
+        failed = requests.post(
+            f"{base_url}{LOGIN_ROUTE}",
+            json={"code": emulator.new_login_code().code},
+            headers={"traceparent": f"00-{failed_trace}-{caller_span}-01"},
+            timeout=10,
+        )
+        assert failed.status_code == 502
 
         def complete() -> list[ExportedSpan] | None:
             spans = [span for span in receiver.spans if span.trace_id == trace_id]
@@ -100,6 +110,11 @@ def test_otel_one_trace_links_http_sql_and_wechat_to_the_logs(
             return spans if len(servers) == 2 and orders else None
 
         spans = receiver.wait_for(complete)
+        (failed_span,) = receiver.wait_for(
+            lambda: [s for s in receiver.trace(failed_trace) if s.kind == OtlpReceiver.SERVER]
+        )
+    assert failed_span.status == OtlpReceiver.STATUS_ERROR
+    assert failed_span.attributes["http.response.status_code"] == 502
     assert journey.login.headers["X-Trace-Id"] == journey.order.headers["X-Trace-Id"] == trace_id
     assert unsampled.headers["X-Trace-Id"] == unsampled_trace
     assert not receiver.trace(unsampled_trace)
@@ -109,6 +124,9 @@ def test_otel_one_trace_links_http_sql_and_wechat_to_the_logs(
     login_span, order_span = by_name[f"POST {LOGIN_ROUTE}"], by_name[f"POST {ORDERS_ROUTE}"]
     assert {login_span.parent_span_id, order_span.parent_span_id} == {caller_span}
     assert login_span.service == "minishop"
+    assert login_span.status == OtlpReceiver.STATUS_UNSET
+    assert login_span.attributes["http.route"] == LOGIN_ROUTE
+    assert login_span.attributes["http.response.status_code"] == 200
 
     def children(parent: ExportedSpan) -> list[ExportedSpan]:
         return [span for span in spans if span.parent_span_id == parent.span_id]
@@ -130,7 +148,11 @@ def test_otel_one_trace_links_http_sql_and_wechat_to_the_logs(
     assert any(s.attributes.get("db.system") == "redis" for s in spans)
 
     # WeChat saw the trace context: this trace, the client span as parent, and the baggage.
-    (call,) = emulator.calls("jscode2session")
+    (call,) = [
+        call
+        for call in emulator.calls("jscode2session")
+        if trace_id in call["headers"].get("traceparent", "")
+    ]
     assert call["headers"]["traceparent"] == f"00-{trace_id}-{wechat[0].span_id}-01"
     assert "tenant=demo" in call["headers"]["baggage"]
 
