@@ -7,7 +7,8 @@ Python just before their run and replayed by loadtest/wrk/replay.lua, each exact
 
 Scenarios, all against the same gunicorn settings:
   a. a bare Flask JSON "hello" (loadtest/hello_app.py) — the ceiling;
-  b. GET /api/v1/products/{id}, a cache hit;   c. GET /api/v1/products, first page;
+  b. GET /api/v1/products/{id}, a cache hit (and b0: the same with the cache off, for issue 4);
+  c. GET /api/v1/products, first page;
   d. POST /api/v1/orders, signed, 200 distinct users, stock for all of them;
   e. POST /api/v1/auth/login against the WeChat emulator.
 For each: requests/s, p50/p95/p99, peak RSS of the busiest worker. Writes reports/bench.md,
@@ -315,7 +316,7 @@ def chart(results: list[Result], path: Path) -> None:
 
 
 def write_report(results: list[Result]) -> None:
-    by_letter = {r.scenario[0]: r for r in results}
+    by_letter = {r.scenario.split(".")[0]: r for r in results}
     ceiling = by_letter["a"].requests_per_second
     ratios = {
         "b/a": by_letter["b"].requests_per_second / ceiling,
@@ -358,6 +359,15 @@ def bench() -> None:
         hello = stack.serve("hello_app:app")
         results = [run_wrk('a. bare Flask JSON "hello"', hello, get_lines("/hello"))]
         hello.stop()
+        uncached = stack.serve(env={"CACHE_ENABLED": "false"})
+        results.append(
+            run_wrk(
+                "b0. GET /api/v1/products/{id} (cache off)",
+                uncached,
+                get_lines("/api/v1/products/1"),
+            )
+        )
+        uncached.stop()
         assert stack.server is not None
         results += api_scenarios(stack, stack.server)
     write_report(results)

@@ -164,17 +164,22 @@ class LocalStack:
         workers: int | None = None,
         worker_class: str | None = None,
         threads: int | None = None,
+        env: Mapping[str, str] | None = None,
     ) -> Server:
         """Start gunicorn (with backend/gunicorn.conf.py) for `app` against this stack."""
         port = free_port()
-        env = self.app_env | {
-            "HOST": "127.0.0.1",
-            "PORT": str(port),
-            "WEB_CONCURRENCY": str(workers or self.workers),
-            "GUNICORN_WORKER_CLASS": worker_class or self.worker_class,
-            "GUNICORN_THREADS": str(threads or self.threads),
-            "PYTHONPATH": str(ROOT / "loadtest"),
-        }
+        env = (
+            self.app_env
+            | dict(env or {})
+            | {
+                "HOST": "127.0.0.1",
+                "PORT": str(port),
+                "WEB_CONCURRENCY": str(workers or self.workers),
+                "GUNICORN_WORKER_CLASS": worker_class or self.worker_class,
+                "GUNICORN_THREADS": str(threads or self.threads),
+                "PYTHONPATH": str(ROOT / "loadtest"),
+            }
+        )
         log_path = self.directory / f"gunicorn-{port}.log"
         process = subprocess.Popen(
             [str(VENV_BIN / "gunicorn"), "-c", "gunicorn.conf.py", app],
