@@ -27,6 +27,7 @@ import psutil
 import pymysql
 import requests
 from mirakuru import TCPExecutor
+
 from wechat_emulator.testing import EmulatorProcess
 
 ROOT = Path(__file__).resolve().parent.parent

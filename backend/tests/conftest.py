@@ -30,12 +30,12 @@ from pytest_redis import factories as redis_factories
 from pytest_redis.executor import RedisExecutor
 from redis import Redis
 from sqlalchemy import delete, update
-from wechat_emulator.testing import EmulatorControl, EmulatorProcess
 
 from minishop import create_app
 from minishop.config import TestingSettings
 from minishop.extensions import db
 from minishop.models import Category, Product, ProductStatus, Role, User
+from wechat_emulator.testing import EmulatorControl, EmulatorProcess
 
 BACKEND_DIR = Path(__file__).resolve().parent.parent
 MIGRATIONS_DIR = str(BACKEND_DIR / "migrations")

@@ -14,7 +14,6 @@ from typing import Any
 import pytest
 import requests
 from sqlalchemy import func, select, text, update
-from wechat_emulator.testing import EmulatorControl
 
 from minishop import config
 from minishop.domain.orders import order_list_query
@@ -22,6 +21,7 @@ from minishop.extensions import db
 from minishop.models import Category, Order, OrderItem, OrderStatus, Product
 from tests.conftest import BACKEND_DIR
 from tests.signing import json_bytes, signed_headers
+from wechat_emulator.testing import EmulatorControl
 
 POOL = 50
 

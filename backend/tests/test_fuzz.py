@@ -22,12 +22,12 @@ from hypothesis import settings as hypothesis_settings
 from hypothesis import strategies as st
 from schemathesis import GenerationMode, checks
 from schemathesis.core.failures import FailureGroup
-from wechat_emulator.testing import EmulatorControl
 
 from minishop import config
 from minishop.domain.auth import grant_admin
 from minishop.security.signature import sign_headers
 from tests.conftest import gunicorn_server
+from wechat_emulator.testing import EmulatorControl
 
 EXAMPLES_PER_MODE = 12
 ENVELOPE_KEYS = {"code", "message", "data", "request_id"}

@@ -7,10 +7,10 @@ from typing import Any
 
 import requests
 from sqlalchemy import func, select
-from wechat_emulator.testing import EmulatorControl
 
 from minishop.extensions import db
 from minishop.models import AuthSession, User
+from wechat_emulator.testing import EmulatorControl
 
 
 def test_gunicorn_serves_readiness_and_the_catalog_concurrently(

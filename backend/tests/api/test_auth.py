@@ -9,7 +9,6 @@ from typing import Any
 
 import pytest
 from flask.testing import FlaskClient
-from wechat_emulator.testing import EmulatorControl
 
 from minishop import config, create_app
 from minishop.domain.auth import SESSION_KEY_PURPOSE
@@ -19,6 +18,7 @@ from minishop.security.keys import field_cipher
 from tests.conftest import bearer
 from tests.signing import send_signed
 from tests.test_errors import assert_envelope
+from wechat_emulator.testing import EmulatorControl
 
 LogIn = Callable[..., dict[str, Any]]
 

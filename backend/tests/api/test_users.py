@@ -5,13 +5,13 @@ from typing import Any
 
 import pytest
 from flask.testing import FlaskClient
-from wechat_emulator.testing import EmulatorControl
 
 from minishop.extensions import db
 from minishop.models import User
 from tests.conftest import bearer
 from tests.signing import send_signed
 from tests.test_errors import assert_envelope
+from wechat_emulator.testing import EmulatorControl
 
 LogIn = Callable[..., dict[str, Any]]
 

@@ -11,7 +11,6 @@ import pytest
 from flask import Response
 from flask.testing import FlaskClient
 from flask_openapi3 import APIBlueprint
-from wechat_emulator.testing import EmulatorControl
 
 from minishop import create_app
 from minishop.config import Settings
@@ -31,6 +30,7 @@ from tests.observability.logcheck import (
     parse_lines,
 )
 from tests.signing import send_signed
+from wechat_emulator.testing import EmulatorControl
 
 Capture = Callable[[], list[dict[str, Any]]]
 log = logging.getLogger("tests.observability")

@@ -18,13 +18,13 @@ from prometheus_client import REGISTRY
 from prometheus_client.mmap_dict import MmapedDict, mmap_key
 from prometheus_client.parser import text_string_to_metric_families
 from sqlalchemy import text
-from wechat_emulator.testing import EmulatorControl
 
 from minishop import create_app
 from minishop.config import DEV_SECRETS, Settings
 from minishop.extensions import db
 from minishop.observability import metrics
 from tests.conftest import gunicorn_server
+from wechat_emulator.testing import EmulatorControl
 
 Samples = dict[tuple[str, tuple[tuple[str, str], ...]], float]
 LOGIN_ROUTE = "/api/v1/auth/login"

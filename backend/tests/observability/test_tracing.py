@@ -16,7 +16,6 @@ from typing import Any
 
 import requests
 from flask.testing import FlaskClient
-from wechat_emulator.testing import EmulatorControl
 
 from minishop.config import Settings
 from minishop.models import Product
@@ -25,6 +24,7 @@ from tests.conftest import gunicorn_server
 from tests.observability.logcheck import assert_absent, parse_lines
 from tests.observability.receivers import ExportedSpan, OtlpReceiver, SkyWalkingReceiver
 from tests.signing import json_bytes, signed_headers
+from wechat_emulator.testing import EmulatorControl
 
 LOGIN_ROUTE = "/api/v1/auth/login"
 ORDERS_ROUTE = "/api/v1/orders"

@@ -13,7 +13,6 @@ import pytest
 import requests
 from flask.testing import FlaskClient
 from prometheus_client import REGISTRY
-from wechat_emulator.testing import EmulatorControl
 
 from minishop import config, create_app
 from minishop.errors import AppError
@@ -21,6 +20,7 @@ from minishop.security import signature
 from tests.conftest import bearer
 from tests.signing import json_bytes, send_signed, signed_headers
 from tests.test_errors import assert_envelope
+from wechat_emulator.testing import EmulatorControl
 
 LogIn = Callable[..., dict[str, Any]]
 # A copy of the design's shared vectors (shared/vectors/), kept in the repository so that every CI

@@ -7,10 +7,9 @@ import threading
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
-from wechat_emulator.testing import EmulatorControl
-
 from minishop import config, create_app
 from minishop.wechat.miniprogram import wechat
+from wechat_emulator.testing import EmulatorControl
 
 THREADS_PER_PROCESS = 16
 

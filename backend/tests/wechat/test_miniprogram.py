@@ -3,10 +3,10 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
-from wechat_emulator.testing import EmulatorControl
 
 from minishop.wechat.legacy_crypto import EncryptedDataError, decrypt_encrypted_data
 from minishop.wechat.miniprogram import SubscribeOutcome, wechat
+from wechat_emulator.testing import EmulatorControl
 
 # WeChat's own public sample for encryptedData (also in wechatpy's tests): see wechat-api.md.
 SAMPLE_APPID = "wx4f4bc4dec97d474b"

@@ -6,6 +6,7 @@ import json
 from typing import Any
 
 import requests
+
 from wechat_emulator.config import DEFAULT_APPID, DEFAULT_CORPID, DEFAULT_CORPSECRET, DEFAULT_SECRET
 
 APPID = DEFAULT_APPID

@@ -9,6 +9,7 @@ from typing import Any
 import pytest
 import requests
 from emulator_helpers import NOT_ISSUED, WeChatApi, assert_error
+
 from wechat_emulator.testing import EmulatorControl
 
 PATH = "/wxa/msg_sec_check"

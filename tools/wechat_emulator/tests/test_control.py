@@ -7,6 +7,7 @@ from typing import Any
 import pytest
 import requests
 from emulator_helpers import WeChatApi
+
 from wechat_emulator.testing import EmulatorControl, EmulatorProcess
 
 

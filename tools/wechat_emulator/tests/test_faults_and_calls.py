@@ -8,6 +8,7 @@ from typing import Any
 import pytest
 import requests
 from emulator_helpers import CORPID, CORPSECRET, NOT_ISSUED, WeChatApi, assert_error
+
 from wechat_emulator.testing import EmulatorControl, EmulatorControlError
 
 

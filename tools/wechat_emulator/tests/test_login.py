@@ -7,6 +7,7 @@ import re
 from concurrent.futures import ThreadPoolExecutor
 
 from emulator_helpers import WRONG, WeChatApi, assert_error
+
 from wechat_emulator.testing import EmulatorControl
 
 RID = re.compile(r", rid: [0-9a-f]{8}-[0-9a-f]{8}-[0-9a-f]{8}$")

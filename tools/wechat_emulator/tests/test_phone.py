@@ -7,6 +7,7 @@ from typing import Any
 
 import pytest
 from emulator_helpers import APPID, NOT_ISSUED, WeChatApi, assert_error
+
 from wechat_emulator.testing import EmulatorControl
 
 PATH = "/wxa/business/getuserphonenumber"

@@ -7,6 +7,7 @@ import sys
 
 import pytest
 import requests
+
 from wechat_emulator import EmulatorConfig, create_app
 from wechat_emulator.testing import EmulatorError, EmulatorProcess
 

@@ -7,6 +7,7 @@ from typing import Any
 
 import pytest
 from emulator_helpers import WeChatApi, assert_error
+
 from wechat_emulator.testing import EmulatorControl, EmulatorControlError
 
 PATH = "/cgi-bin/message/subscribe/send"

@@ -6,6 +6,7 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 from emulator_helpers import CORPID, CORPSECRET, WRONG, WeChatApi, assert_error
+
 from wechat_emulator.testing import EmulatorControl
 
 CHECK = {"content": "hello", "version": 2, "scene": 1}
