@@ -86,7 +86,7 @@ def _named_limit_key() -> str:
 
 
 def _count_breach(limit: RequestLimit) -> None:
-    route = request.url_rule.rule if request.url_rule else "unknown"
+    route = metrics.request_route() or metrics.UNMATCHED_ROUTE
     metrics.RATE_LIMITED.labels(route=route).inc()
     log.info("rate limited: %s on %s", limit.limit, route)
 

@@ -43,10 +43,10 @@ class RequestRecorder:
 
     def finish(self, response: Response) -> Response:
         seconds = time.perf_counter() - g.pop("request_started")
-        rule = request.url_rule
-        route = rule.rule if rule is not None else None
         if self.with_metrics:
-            metrics.observe_request(request.method, route, response.status_code, seconds)
+            metrics.observe_request(
+                request.method, metrics.request_route(), response.status_code, seconds
+            )
         if access_log.isEnabledFor(logging.INFO):
             # Made directly: Logger.info would walk the stack for a caller no line shows.
             access_log.handle(

@@ -29,7 +29,7 @@ from pathlib import Path
 from typing import Any
 
 import psutil  # type: ignore[import-untyped]
-from flask import Flask, Response
+from flask import Flask, Response, request
 from prometheus_client import (
     CONTENT_TYPE_LATEST,
     REGISTRY,
@@ -141,6 +141,12 @@ def record_cache(cache: str, hit: bool) -> None:
 def record_order_paid(amount_fen: int) -> None:
     ORDERS_PAID.inc()
     ORDERS_PAID_AMOUNT.inc(amount_fen)
+
+
+def request_route() -> str | None:
+    """The current request's URL rule (a template, never the raw path); None for unknown URLs."""
+    rule = request.url_rule
+    return rule.rule if rule is not None else None
 
 
 def observe_request(method: str, route: str | None, status: int, seconds: float) -> None:

@@ -34,6 +34,7 @@ from opentelemetry import propagate, trace
 
 from minishop.extensions import db
 from minishop.kvstore import RedisStore
+from minishop.observability import metrics
 
 TRACE_ID_HEADER = "X-Trace-Id"
 NO_IDS: tuple[None, None] = (None, None)
@@ -108,11 +109,10 @@ class OpenTelemetryTracing:
         return f"{span_context.trace_id:032x}", f"{span_context.span_id:016x}"
 
     def start_span(self) -> None:
-        rule = request.url_rule
-        route = rule.rule if rule is not None else None
+        route = metrics.request_route()
         parent = propagate.extract(request.headers)  # traceparent and baggage, when sent
         span = self.tracer.start_span(
-            f"{request.method} {route or '<unmatched>'}",
+            f"{request.method} {route or metrics.UNMATCHED_ROUTE}",
             context=parent,
             kind=trace.SpanKind.SERVER,
         )
@@ -171,8 +171,7 @@ class SkyWalkingTracing:
         one endpoint per product id in the OAP."""
         span = self._get_context().active_span
         if span is not None:
-            rule = request.url_rule
-            span.op = f"{request.method}:{rule.rule if rule is not None else '<unmatched>'}"
+            span.op = f"{request.method}:{metrics.request_route() or metrics.UNMATCHED_ROUTE}"
 
 
 _active: Backend = NoTracing()
