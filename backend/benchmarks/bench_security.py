@@ -26,7 +26,7 @@ from flask import Response
 from flask_openapi3 import APIBlueprint
 from redis import Redis
 
-from minishop import create_app
+from minishop import create_app, extensions
 from minishop.api.guards import login_required, signed
 from minishop.config import TestingSettings
 from minishop.domain.auth import SIGN_KEY_PURPOSE
@@ -34,7 +34,6 @@ from minishop.envelope import ok
 from minishop.extensions import db
 from minishop.models import AuthSession, User
 from minishop.security import signature
-from minishop.security.keys import field_cipher, token_signer
 from minishop.security.tokens import AccessClaims
 
 bench = APIBlueprint("bench", __name__, url_prefix="/bench")
@@ -79,12 +78,14 @@ def log_in(app: Any, sign_key: str) -> str:
         session = AuthSession(
             id=secrets.token_hex(16),
             user_id=user.id,
-            session_key_encrypted=field_cipher().encrypt("unused", "unused"),
-            sign_key_encrypted=field_cipher().encrypt(sign_key, SIGN_KEY_PURPOSE),
+            session_key_encrypted=extensions.field_cipher.get().encrypt("unused", "unused"),
+            sign_key_encrypted=extensions.field_cipher.get().encrypt(sign_key, SIGN_KEY_PURPOSE),
         )
         db.session.add(session)
         db.session.commit()
-        return token_signer().issue(AccessClaims(user.id, user.role, session.id), datetime.now(UTC))
+        return extensions.token_signer.get().issue(
+            AccessClaims(user.id, user.role, session.id), datetime.now(UTC)
+        )
 
 
 def per_call_us(call: Callable[[], Any], n: int) -> float:
@@ -113,7 +114,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         url = f"sqlite:///{tmp}/bench.db"
         app = build_app(url)
-        unlimited = build_app(url, RATELIMIT_ENABLED=False)
+        unlimited = build_app(url, RATELIMIT_PASSTHROUGH={"RATELIMIT_ENABLED": False})
         token = log_in(app, sign_key)
         bearer = {"Authorization": f"Bearer {token}", "Content-Type": "application/json"}
         client, client_off = app.test_client(), unlimited.test_client()

@@ -4,11 +4,9 @@ from __future__ import annotations
 
 from flask_openapi3 import Info, OpenAPI
 
-from minishop import api, cache, cli, errors, kvstore, observability, storage
+from minishop import api, cli, errors, extensions, observability
 from minishop.config import Settings, check_settings, load_settings
-from minishop.extensions import db, migrate
-from minishop.security import headers, keys
-from minishop.wechat import miniprogram
+from minishop.security import headers
 
 __version__ = "0.1.0"
 
@@ -32,15 +30,13 @@ def create_app(settings: Settings | None = None) -> OpenAPI:
     app.config.from_mapping(settings.flask_config())
     app.json.sort_keys = False  # type: ignore[attr-defined]
 
-    db.init_app(app)
-    migrate.init_app(app, db)
-    kvstore.init_app(app)
-    cache.init_app(app)
-    keys.init_app(app)
-    storage.init_app(app)
-    miniprogram.init_app(app)
+    extensions.init_app(app, settings)
 
-    observability.init_app(app, settings, __version__)
+    with app.app_context():
+        engines = list(extensions.db.engines.values())
+    observability.init_app(
+        app, settings, __version__, engines=engines, store=extensions.kv_store.of(app)
+    )
     headers.init_app(app)
     errors.init_app(app)
     api.init_app(app)

@@ -26,8 +26,8 @@ from dataclasses import dataclass
 from typing import Any
 
 import redis
-from flask import Flask, current_app
 
+from minishop.config import Settings
 from minishop.kvstore import KeyValueStore
 from minishop.observability import metrics
 
@@ -45,6 +45,15 @@ class CachePolicy:
     negative_ttl: float
     jitter: float
     stale_seconds: float
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> CachePolicy:
+        return cls(
+            enabled=settings.CACHE_ENABLED,
+            negative_ttl=settings.CACHE_NEGATIVE_TTL_SECONDS,
+            jitter=settings.CACHE_TTL_JITTER,
+            stale_seconds=settings.CACHE_STALE_SECONDS,
+        )
 
 
 @dataclass(frozen=True)
@@ -117,19 +126,3 @@ class ReadThroughCache:
             doc_key, document, lifetime + self.policy.stale_seconds, f"{doc_key}:gen", generation
         )
         return value
-
-
-def init_app(app: Flask) -> None:
-    config = app.config
-    policy = CachePolicy(
-        enabled=config["CACHE_ENABLED"],
-        negative_ttl=config["CACHE_NEGATIVE_TTL_SECONDS"],
-        jitter=config["CACHE_TTL_JITTER"],
-        stale_seconds=config["CACHE_STALE_SECONDS"],
-    )
-    app.extensions["read_cache"] = ReadThroughCache(app.extensions["kvstore"], policy)
-
-
-def read_cache() -> ReadThroughCache:
-    cache: ReadThroughCache = current_app.extensions["read_cache"]
-    return cache

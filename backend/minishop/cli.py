@@ -5,13 +5,14 @@ from __future__ import annotations
 import click
 from flask import Flask
 
+from minishop import extensions
 from minishop.domain import auth, orders, seeding
 
 
 @click.command("seed")
 def seed_command() -> None:
     """Insert the demo categories and products; running it again changes nothing."""
-    created = seeding.seed_demo_catalog()
+    created = seeding.seed_demo_catalog(extensions.session())
     click.echo(f"seed: {created} rows created")
 
 
@@ -19,7 +20,7 @@ def seed_command() -> None:
 @click.argument("openid")
 def grant_admin_command(openid: str) -> None:
     """Give the WeChat user OPENID the admin role (creating the user if they never logged in)."""
-    user = auth.grant_admin(openid)
+    user = auth.grant_admin(extensions.session(), openid)
     click.echo(f"grant-admin: user {user.id} is now {user.role}")
 
 
@@ -31,7 +32,8 @@ def orders_group() -> None:
 @orders_group.command("expire")
 def expire_orders_command() -> None:
     """Cancel unpaid orders past their expiry and return their stock (a CronJob runs this)."""
-    click.echo(f"orders expire: {orders.expire_orders()} orders expired")
+    expired = orders.expire_orders(extensions.session(), extensions.catalog_cache.get())
+    click.echo(f"orders expire: {expired} orders expired")
 
 
 def init_app(app: Flask) -> None:

@@ -7,7 +7,9 @@ typo such as `DB_POOL_SIZE=ten` stops the process at start-up instead of failing
 
 from __future__ import annotations
 
+import json
 import os
+from collections.abc import Mapping
 from typing import Any, ClassVar, Literal
 
 from pydantic import Field, ValidationError
@@ -30,11 +32,42 @@ DEV_SECRETS = {
 MIN_SECRET_BYTES = 32
 
 
+LIMITER_PREFIX = "RATELIMIT_"
+
+
+def flask_limiter_passthrough(environ: Mapping[str, str]) -> dict[str, Any]:
+    """Every RATELIMIT_* variable Settings does not declare, for Flask-Limiter as it is.
+
+    A value is parsed as JSON when it parses (`true`, `5`, `{"health_check_interval": 5}`) and
+    kept as a string otherwise, as Flask's `from_prefixed_env` does.
+    """
+    passed: dict[str, Any] = {}
+    for name, raw in environ.items():
+        if not name.startswith(LIMITER_PREFIX) or name in Settings.model_fields:
+            continue
+        try:
+            passed[name] = json.loads(raw)
+        except ValueError:
+            passed[name] = raw
+    return passed
+
+
 class ConfigError(SystemExit):
     """The configuration is unusable. A SystemExit so the CLI and gunicorn stop with one line."""
 
     def __init__(self, reason: str) -> None:
         super().__init__(f"minishop: refusing to start: {reason}")
+
+
+def secret_problems(name: str, value: str) -> list[str]:
+    """Why `value` may not be a production secret: unset, a development default, or short."""
+    if not value:
+        return [f"{name} is not set"]
+    if value in DEV_SECRETS.values():
+        return [f"{name} is a development default"]
+    if len(value.encode()) < MIN_SECRET_BYTES:
+        return [f"{name} is shorter than {MIN_SECRET_BYTES} bytes"]
+    return []
 
 
 class Settings(BaseSettings):
@@ -57,6 +90,9 @@ class Settings(BaseSettings):
     JWT_AUDIENCE: str = "minishop-miniprogram"
     ACCESS_TOKEN_TTL_SECONDS: int = 15 * 60
     REFRESH_TOKEN_TTL_SECONDS: int = 30 * 24 * 3600
+    # A spent refresh token presented again within this many seconds answers the same new pair
+    # (a client retrying after a timeout); later, it revokes the whole session.
+    REFRESH_TOKEN_REUSE_GRACE_SECONDS: int = Field(10, ge=0, le=60)
 
     DATABASE_URL: str | None = None
     DB_POOL_SIZE: int = 10
@@ -98,34 +134,23 @@ class Settings(BaseSettings):
     SIGNATURE_REQUIRED: bool = True
     # Client IP = the address this many reverse proxies in front of us report (werkzeug ProxyFix).
     TRUSTED_PROXY_COUNT: int = Field(0, ge=0)
-    # Flask-Limiter, each setting under its own name. Storage: RATELIMIT_STORAGE_URI, else
+    # Rate limits (minishop/security/rate_limits.py). Storage: RATELIMIT_STORAGE_URI, else
     # REDIS_URL, else memory://. RATELIMIT_SWALLOW_ERRORS: fail open (logged) when it is down.
-    RATELIMIT_ENABLED: bool = True
+    # Declared here: what our code reads and where our default differs from Flask-Limiter's.
+    # Every other RATELIMIT_* variable passes through to Flask-Limiter as it is (see its docs).
     RATELIMIT_STORAGE_URI: str | None = None
-    RATELIMIT_STORAGE_OPTIONS: dict[str, Any] = {}
     RATELIMIT_STRATEGY: Literal["moving-window", "fixed-window", "sliding-window-counter"] = (
         "moving-window"
     )
     RATELIMIT_DEFAULT: str = "300 per minute"
-    RATELIMIT_DEFAULTS_PER_METHOD: bool = False
-    RATELIMIT_DEFAULTS_COST: int = 1
-    RATELIMIT_APPLICATION: str = ""
-    RATELIMIT_APPLICATION_PER_METHOD: bool = False
-    RATELIMIT_APPLICATION_COST: int = 1
-    RATELIMIT_META: str = ""
     RATELIMIT_KEY_PREFIX: str = "minishop"
-    RATELIMIT_FAIL_ON_FIRST_BREACH: bool = True
     RATELIMIT_SWALLOW_ERRORS: bool = True
     # X-RateLimit-* on every response costs a Redis round trip each; 429s always carry them.
     RATELIMIT_HEADERS_ENABLED: bool = False
-    RATELIMIT_HEADER_LIMIT: str = "X-RateLimit-Limit"
-    RATELIMIT_HEADER_REMAINING: str = "X-RateLimit-Remaining"
-    RATELIMIT_HEADER_RESET: str = "X-RateLimit-Reset"
-    RATELIMIT_HEADER_RETRY_AFTER: str = "Retry-After"
-    RATELIMIT_HEADER_RETRY_AFTER_VALUE: Literal["delta-seconds", "http-date"] = "delta-seconds"
-    RATELIMIT_IN_MEMORY_FALLBACK: str = ""
-    RATELIMIT_IN_MEMORY_FALLBACK_ENABLED: bool = False
-    # Named limits (minishop/api/limits.py): login per IP, order creation and uploads per user.
+    RATELIMIT_PASSTHROUGH: dict[str, Any] = Field(
+        default_factory=lambda: flask_limiter_passthrough(os.environ), exclude=True
+    )
+    # Named limits (minishop/security/rate_limits.py): login per IP, orders and uploads per user.
     RATELIMIT_LOGIN: str = "10 per minute"
     RATELIMIT_ORDERS: str = "30 per minute"
     RATELIMIT_UPLOADS: str = "20 per minute"
@@ -156,6 +181,9 @@ class Settings(BaseSettings):
 
     SECRET_FIELDS: ClassVar[tuple[str, ...]] = tuple(DEV_SECRETS)
 
+    def previous_jwt_secrets(self) -> list[str]:
+        return [s.strip() for s in self.JWT_PREVIOUS_SECRETS.split(",") if s.strip()]
+
     def database_url(self) -> str:
         return self.DATABASE_URL or DEFAULT_SQLITE_URL
 
@@ -176,7 +204,8 @@ class Settings(BaseSettings):
                 "connect_args": {"connect_timeout": self.DB_CONNECT_TIMEOUT_SECONDS},
             }
         return (
-            self.model_dump()
+            self.RATELIMIT_PASSTHROUGH
+            | self.model_dump()
             | {
                 "APP_ENV": self.APP_ENV,
                 "SQLALCHEMY_DATABASE_URI": url,
@@ -188,7 +217,7 @@ class Settings(BaseSettings):
     def rate_limit_storage(self) -> dict[str, Any]:
         """Flask-Limiter's storage: Redis gets our socket timeouts, so a dead one fails fast."""
         uri = self.RATELIMIT_STORAGE_URI or self.REDIS_URL or "memory://"
-        options = dict(self.RATELIMIT_STORAGE_OPTIONS)
+        options = dict(self.RATELIMIT_PASSTHROUGH.get("RATELIMIT_STORAGE_OPTIONS") or {})
         if uri.startswith(("redis://", "rediss://")):
             timeouts = {
                 "socket_timeout": self.REDIS_TIMEOUT_SECONDS,
@@ -225,13 +254,11 @@ class ProductionSettings(Settings):
     def problems(self) -> list[str]:
         found = []
         for name in self.SECRET_FIELDS:
-            value: str = getattr(self, name)
-            if not value:
-                found.append(f"{name} is not set")
-            elif value == DEV_SECRETS[name]:
-                found.append(f"{name} still has its development default")
-            elif len(value.encode()) < MIN_SECRET_BYTES:
-                found.append(f"{name} is shorter than {MIN_SECRET_BYTES} bytes")
+            found.extend(secret_problems(name, getattr(self, name)))
+        for position, previous in enumerate(self.previous_jwt_secrets(), start=1):
+            found.extend(secret_problems(f"JWT_PREVIOUS_SECRETS entry {position}", previous))
+        if not self.SIGNATURE_REQUIRED:
+            found.append("SIGNATURE_REQUIRED is off (request signatures protect every write)")
         if self.DEBUG:
             found.append("DEBUG is on")
         if not self.DATABASE_URL:

@@ -1,25 +1,142 @@
-"""Flask extensions, created once here and bound to the app in `create_app`."""
+"""Every shared object of the app, declared here and built from the settings in `init_app`.
+
+Flask's own extensions (`db`, `migrate`) are module-level instances, as in Flask's docs. Our
+objects depend on the settings (a Redis URL, a secret, a timeout), so each one is a `Slot`:
+`init_app` builds it once per app and keeps it in `app.extensions`, and `slot.get()` returns the
+current app's. Two apps in one process (the tests make many) therefore never share a store,
+a limiter or a key. The domain layer never calls `get()`: the HTTP handlers and CLI commands
+hand it what it needs.
+"""
 
 from __future__ import annotations
 
+import os
+from datetime import timedelta
+from functools import partial
+from pathlib import Path
+from typing import Generic, TypeVar
+
+from flask import Flask, current_app
+from flask_limiter import Limiter
 from flask_migrate import Migrate
 from flask_sqlalchemy import SQLAlchemy
-from sqlalchemy import MetaData
-from sqlalchemy.orm import DeclarativeBase
+from sqlalchemy.orm import Session
 
-# Stable constraint names so Alembic migrations are the same on MySQL and SQLite.
-NAMING_CONVENTION = {
-    "ix": "ix_%(table_name)s_%(column_0_N_name)s",
-    "uq": "uq_%(table_name)s_%(column_0_N_name)s",
-    "ck": "ck_%(table_name)s_%(constraint_name)s",
-    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
-    "pk": "pk_%(table_name)s",
-}
+from minishop.cache import CachePolicy, ReadThroughCache
+from minishop.config import Settings
+from minishop.domain.auth import AuthKeys
+from minishop.domain.catalog import CatalogCache
+from minishop.kvstore import KeyValueStore, store_for
+from minishop.models.base import Base
+from minishop.security import rate_limits
+from minishop.security.crypto import FieldCipher
+from minishop.security.tokens import TokenSigner
+from minishop.security.uploads import FileUrls
+from minishop.storage import BlobStore, LocalBlobStore
+from minishop.wechat.access_token import AccessTokenManager
+from minishop.wechat.client import WeChatHttp, fetch_stable_token
+from minishop.wechat.miniprogram import MiniProgramClient
+
+T = TypeVar("T")
 
 
-class Base(DeclarativeBase):
-    metadata = MetaData(naming_convention=NAMING_CONVENTION)
+class Slot(Generic[T]):
+    """One shared object per app, found through `current_app`."""
+
+    def __init__(self, name: str) -> None:
+        self.name = f"minishop.{name}"
+
+    def set(self, app: Flask, value: T) -> None:
+        app.extensions[self.name] = value
+
+    def get(self) -> T:
+        return self.of(current_app)
+
+    def of(self, app: Flask) -> T:
+        value: T = app.extensions[self.name]
+        return value
 
 
 db = SQLAlchemy(model_class=Base)
 migrate = Migrate()
+
+settings: Slot[Settings] = Slot("settings")
+kv_store: Slot[KeyValueStore] = Slot("kv_store")
+catalog_cache: Slot[CatalogCache] = Slot("catalog_cache")
+limiter: Slot[Limiter] = Slot("limiter")
+blob_store: Slot[BlobStore] = Slot("blob_store")
+file_urls: Slot[FileUrls] = Slot("file_urls")
+wechat: Slot[MiniProgramClient] = Slot("wechat")
+token_signer: Slot[TokenSigner] = Slot("token_signer")
+field_cipher: Slot[FieldCipher] = Slot("field_cipher")
+auth_keys: Slot[AuthKeys] = Slot("auth_keys")
+
+
+def session() -> Session:
+    """The current request's (or CLI command's) database session, for the domain layer."""
+    return db.session()
+
+
+def _wechat_client(config: Settings, store: KeyValueStore) -> MiniProgramClient:
+    http = WeChatHttp(
+        config.WECHAT_API_BASE,
+        connect_timeout=config.WECHAT_CONNECT_TIMEOUT_SECONDS,
+        total_timeout=config.WECHAT_TIMEOUT_SECONDS,
+    )
+    appid, secret = config.WECHAT_APPID, config.WECHAT_SECRET
+    tokens = AccessTokenManager(
+        store,
+        appid,
+        partial(fetch_stable_token, http, appid, secret),
+        refresh_ahead_seconds=config.WECHAT_TOKEN_REFRESH_AHEAD_SECONDS,
+        wait_seconds=config.WECHAT_TIMEOUT_SECONDS,
+    )
+    return MiniProgramClient(http, appid, secret, tokens, config.WECHAT_MINIPROGRAM_STATE)
+
+
+def init_app(app: Flask, config: Settings) -> None:
+    """Build every shared object for `app` from `config`."""
+    db.init_app(app)
+    migrate.init_app(app, db)
+    settings.set(app, config)
+
+    store = store_for(
+        config.REDIS_URL, config.REDIS_TIMEOUT_SECONDS, key_prefix=f"{config.SERVICE_NAME}:"
+    )
+    kv_store.set(app, store)
+    catalog_cache.set(
+        app,
+        CatalogCache(
+            ReadThroughCache(store, CachePolicy.from_settings(config)),
+            product_ttl=config.CACHE_PRODUCT_TTL_SECONDS,
+            categories_ttl=config.CACHE_CATEGORIES_TTL_SECONDS,
+        ),
+    )
+    limiter.set(app, rate_limits.build_limiter(config))
+    blob_store.set(
+        app, LocalBlobStore(Path(config.UPLOAD_DIR or os.path.join(app.instance_path, "uploads")))
+    )
+    file_urls.set(
+        app, FileUrls(config.FILE_URL_SECRET, config.FILE_URL_TTL_SECONDS, config.CDN_BASE_URL)
+    )
+    wechat.set(app, _wechat_client(config, store))
+
+    signer = TokenSigner(
+        config.JWT_SECRET,
+        config.previous_jwt_secrets(),
+        issuer=config.JWT_ISSUER,
+        audience=config.JWT_AUDIENCE,
+        ttl=timedelta(seconds=config.ACCESS_TOKEN_TTL_SECONDS),
+    )
+    cipher = FieldCipher(config.DATA_ENCRYPTION_KEY)
+    token_signer.set(app, signer)
+    field_cipher.set(app, cipher)
+    auth_keys.set(
+        app,
+        AuthKeys(
+            signer,
+            cipher,
+            refresh_ttl=timedelta(seconds=config.REFRESH_TOKEN_TTL_SECONDS),
+            refresh_reuse_grace=timedelta(seconds=config.REFRESH_TOKEN_REUSE_GRACE_SECONDS),
+        ),
+    )

@@ -12,7 +12,6 @@ import time
 from typing import Protocol
 
 import redis
-from flask import Flask, current_app
 
 RELEASE_IF_OWNER = """
 if redis.call('get', KEYS[1]) == ARGV[1] then
@@ -181,16 +180,3 @@ def store_for(redis_url: str | None, timeout_seconds: float, key_prefix: str) ->
         socket_connect_timeout=timeout_seconds,
     )
     return RedisStore(client, key_prefix)
-
-
-def init_app(app: Flask) -> None:
-    app.extensions["kvstore"] = store_for(
-        app.config["REDIS_URL"],
-        app.config["REDIS_TIMEOUT_SECONDS"],
-        key_prefix=f"{app.config['SERVICE_NAME']}:",
-    )
-
-
-def kv() -> KeyValueStore:
-    store: KeyValueStore = current_app.extensions["kvstore"]
-    return store

@@ -12,8 +12,6 @@ import tempfile
 from pathlib import Path
 from typing import BinaryIO, Protocol
 
-from flask import Flask, current_app
-
 KEY_PATTERN = re.compile(r"[0-9a-f]{64}\.[a-z]{3,4}")
 
 
@@ -52,13 +50,3 @@ class LocalBlobStore:
 
     def open(self, key: str) -> BinaryIO:
         return self._path(key).open("rb")
-
-
-def init_app(app: Flask) -> None:
-    root = app.config["UPLOAD_DIR"] or os.path.join(app.instance_path, "uploads")
-    app.extensions["blob_store"] = LocalBlobStore(Path(root))
-
-
-def blob_store() -> BlobStore:
-    store: BlobStore = current_app.extensions["blob_store"]
-    return store

@@ -251,9 +251,9 @@ def gunicorn_server(settings: TestingSettings, log_dir: Path, **extra_env: str) 
     deadline = time.monotonic() + 30
     while True:
         try:
-            if requests.get(f"{base_url}/healthz", timeout=1).status_code == 200:
+            if requests.get(f"{base_url}/healthz", timeout=5).status_code == 200:
                 break
-        except requests.ConnectionError:
+        except requests.RequestException:  # not listening yet, or a worker still booting
             pass
         if process.poll() is not None or time.monotonic() > deadline:
             process.kill()

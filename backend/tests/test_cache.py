@@ -16,9 +16,8 @@ from pytest_redis import factories as redis_factories
 from pytest_redis.executor import RedisExecutor
 from sqlalchemy import event
 
-from minishop import config, create_app
+from minishop import config, create_app, extensions
 from minishop.extensions import db
-from minishop.kvstore import kv
 from tests.conftest import binary
 
 CONCURRENT_REQUESTS = 50
@@ -68,14 +67,16 @@ def test_an_expired_hot_key_is_rebuilt_once_while_the_others_serve_it_stale(
     product_id = catalog["puer"].id
     assert app.test_client().get(f"/api/v1/products/{product_id}").status_code == 200
     doc_key = f"cache:product:{product_id}"
-    stored = json.loads(kv().get(doc_key) or "{}")
-    kv().set(doc_key, json.dumps(stored | {"fresh_until": 0}), ttl_seconds=60)  # expired now
+    stored = json.loads(extensions.kv_store.get().get(doc_key) or "{}")
+    extensions.kv_store.get().set(
+        doc_key, json.dumps(stored | {"fresh_until": 0}), ttl_seconds=60
+    )  # expired now
 
     with queries_for_product(app, product_id) as queries:
         statuses = get_concurrently(app, f"/api/v1/products/{product_id}")
     assert statuses == [200] * CONCURRENT_REQUESTS
     assert 1 <= len(queries) <= 2
-    assert json.loads(kv().get(doc_key) or "{}")["fresh_until"] > 0  # rebuilt
+    assert json.loads(extensions.kv_store.get().get(doc_key) or "{}")["fresh_until"] > 0  # rebuilt
 
 
 def test_missing_ids_are_cached_briefly_as_negative_entries(
@@ -87,7 +88,7 @@ def test_missing_ids_are_cached_briefly_as_negative_entries(
         again = app.test_client().get(f"/api/v1/products/{missing_id}").status_code
     assert statuses == [404] * CONCURRENT_REQUESTS and again == 404
     assert 1 <= len(queries) <= 2
-    store = kv()
+    store = extensions.kv_store.get()
     entry = json.loads(store.get(f"cache:product:{missing_id}") or "{}")
     assert entry["value"] is None
     negative_ttl = app.config["CACHE_NEGATIVE_TTL_SECONDS"]
@@ -101,7 +102,7 @@ def test_keys_written_together_do_not_expire_together(app: Any, catalog: dict[st
     ids = [catalog[name].id for name in ("longjing", "puer", "jerky")] + list(range(10_000, 10_030))
     for product_id in ids:
         client.get(f"/api/v1/products/{product_id}")
-    store = kv()
+    store = extensions.kv_store.get()
     freshness = [
         json.loads(store.get(f"cache:product:{product_id}") or "{}")["fresh_until"]
         for product_id in ids
@@ -111,7 +112,7 @@ def test_keys_written_together_do_not_expire_together(app: Any, catalog: dict[st
 
 
 def test_a_rebuild_that_read_before_an_invalidation_cannot_store_stale_data(app: Any) -> None:
-    store = kv()
+    store = extensions.kv_store.get()
     generation = store.generation("cache:x:1:gen")
     store.bump_generation("cache:x:1", "cache:x:1:gen")  # a writer committed meanwhile
     assert not store.set_if_generation("cache:x:1", "old", 60, "cache:x:1:gen", generation)

@@ -43,9 +43,21 @@ def test_production_accepts_a_complete_configuration(production_env: pytest.Monk
 @pytest.mark.parametrize(
     ("name", "value", "reason"),
     [
-        ("SECRET_KEY", None, "SECRET_KEY still has its development default"),
+        ("SECRET_KEY", None, "SECRET_KEY is a development default"),
         ("JWT_SECRET", "", "JWT_SECRET is not set"),
-        ("DATA_ENCRYPTION_KEY", DEV_SECRETS["DATA_ENCRYPTION_KEY"], "still has its development"),
+        ("DATA_ENCRYPTION_KEY", DEV_SECRETS["DATA_ENCRYPTION_KEY"], "is a development default"),
+        ("JWT_SECRET", DEV_SECRETS["SECRET_KEY"], "JWT_SECRET is a development default"),
+        ("SIGNATURE_REQUIRED", "false", "SIGNATURE_REQUIRED is off"),
+        (
+            "JWT_PREVIOUS_SECRETS",
+            f"{'p' * 40}, short",
+            "JWT_PREVIOUS_SECRETS entry 2 is shorter than 32 bytes",
+        ),
+        (
+            "JWT_PREVIOUS_SECRETS",
+            DEV_SECRETS["JWT_SECRET"],
+            "JWT_PREVIOUS_SECRETS entry 1 is a development default",
+        ),
         ("WECHAT_SECRET", "short-secret", "WECHAT_SECRET is shorter than 32 bytes"),
         ("DEBUG", "true", "DEBUG is on"),
         ("DATABASE_URL", None, "DATABASE_URL is not set"),

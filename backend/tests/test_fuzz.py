@@ -25,6 +25,7 @@ from schemathesis.core.failures import FailureGroup
 
 from minishop import config
 from minishop.domain.auth import grant_admin
+from minishop.extensions import db
 from minishop.security.signature import sign_headers
 from tests.conftest import gunicorn_server
 from wechat_emulator.testing import EmulatorControl
@@ -104,7 +105,7 @@ def test_fuzz_every_operation(
 ) -> None:
     schema = schemathesis.openapi.from_url(f"{fuzz_server}/openapi.json")
     auth = SignedAdmin(fuzz_server, emulator)
-    grant_admin(auth.openid)
+    grant_admin(db.session(), auth.openid)
     failures: list[str] = []
     with requests.Session() as session:
         session.auth = auth

@@ -1,4 +1,7 @@
-"""Back office for admins: catalog writes and order handling."""
+"""Back office for admins: catalog writes and order handling.
+
+The whole blueprint is `admin_only`: every route needs a signed request from an admin.
+"""
 
 from __future__ import annotations
 
@@ -7,12 +10,15 @@ from datetime import datetime
 from flask import Response
 from flask_openapi3 import APIBlueprint, Tag
 from pydantic import BaseModel, Field, model_validator
+from sqlalchemy.orm import Session
 
+from minishop import extensions
 from minishop.api.common import Page, PageQuery, StrictBody
-from minishop.api.guards import BEARER_SECURITY, admin_required, signed
+from minishop.api.guards import BEARER_SECURITY, admin_only
 from minishop.api.orders import OrderOut, OrderPath, order_page
 from minishop.api.products import CategoryOut, ProductDetailOut
 from minishop.domain import catalog, catalog_admin, orders
+from minishop.domain.catalog import CatalogCache
 from minishop.envelope import Envelope, ok
 from minishop.models import OrderStatus, Product, ProductStatus
 
@@ -23,6 +29,7 @@ bp = APIBlueprint(
     abp_tags=[Tag(name="admin")],
     abp_security=BEARER_SECURITY,
 )
+admin_only(bp)
 
 COVER_URL = r"^(https://[^\s]+)?$"
 
@@ -84,74 +91,75 @@ class Deleted(BaseModel):
     deleted: bool
 
 
+def _catalog() -> tuple[Session, CatalogCache]:
+    """What every catalog write needs: the session and the cache it invalidates."""
+    return extensions.session(), extensions.catalog_cache.get()
+
+
 def product_out(product: Product) -> ProductDetailOut:
     return ProductDetailOut.model_validate(catalog.product_document(product))
 
 
 @bp.post("/categories", responses={201: Envelope[CategoryOut]})
-@admin_required
-@signed
 def create_category(body: CategoryBody) -> Response:
-    category = catalog_admin.create_category(body.name, body.sort)
+    category = catalog_admin.create_category(*_catalog(), body.name, body.sort)
     return ok(CategoryOut.model_validate(category), status=201)
 
 
 @bp.patch("/categories/<int:category_id>", responses={200: Envelope[CategoryOut]})
-@admin_required
-@signed
 def update_category(path: CategoryPath, body: CategoryPatch) -> Response:
     changes = body.model_dump(exclude_unset=True)
-    return ok(CategoryOut.model_validate(catalog_admin.update_category(path.category_id, changes)))
+    return ok(
+        CategoryOut.model_validate(
+            catalog_admin.update_category(*_catalog(), path.category_id, changes)
+        )
+    )
 
 
 @bp.delete("/categories/<int:category_id>", responses={200: Envelope[Deleted]})
-@admin_required
-@signed
 def delete_category(path: CategoryPath) -> Response:
-    catalog_admin.delete_category(path.category_id)
+    catalog_admin.delete_category(*_catalog(), path.category_id)
     return ok(Deleted(deleted=True))
 
 
 @bp.post("/products", responses={201: Envelope[ProductDetailOut]})
-@admin_required
-@signed
 def create_product(body: ProductBody) -> Response:
-    return ok(product_out(catalog_admin.create_product(body.model_dump())), status=201)
+    return ok(product_out(catalog_admin.create_product(*_catalog(), body.model_dump())), status=201)
 
 
 @bp.patch("/products/<int:product_id>", responses={200: Envelope[ProductDetailOut]})
-@admin_required
-@signed
 def update_product(path: ProductPath, body: ProductPatch) -> Response:
     changes = body.model_dump(exclude_unset=True, exclude={"version"})
-    return ok(product_out(catalog_admin.update_product(path.product_id, body.version, changes)))
+    return ok(
+        product_out(
+            catalog_admin.update_product(*_catalog(), path.product_id, body.version, changes)
+        )
+    )
 
 
 @bp.put("/products/<int:product_id>/stock", responses={200: Envelope[ProductDetailOut]})
-@admin_required
-@signed
 def set_stock(path: ProductPath, body: StockBody) -> Response:
-    return ok(product_out(catalog_admin.set_stock(path.product_id, body.stock)))
+    return ok(product_out(catalog_admin.set_stock(*_catalog(), path.product_id, body.stock)))
 
 
 @bp.post("/products/<int:product_id>/on-sale", responses={200: Envelope[ProductDetailOut]})
-@admin_required
-@signed
 def put_on_sale(path: ProductPath) -> Response:
-    return ok(product_out(catalog_admin.set_status(path.product_id, ProductStatus.ON_SALE)))
+    return ok(
+        product_out(catalog_admin.set_status(*_catalog(), path.product_id, ProductStatus.ON_SALE))
+    )
 
 
 @bp.post("/products/<int:product_id>/off-sale", responses={200: Envelope[ProductDetailOut]})
-@admin_required
-@signed
 def take_off_sale(path: ProductPath) -> Response:
-    return ok(product_out(catalog_admin.set_status(path.product_id, ProductStatus.OFF_SALE)))
+    return ok(
+        product_out(catalog_admin.set_status(*_catalog(), path.product_id, ProductStatus.OFF_SALE))
+    )
 
 
 @bp.get("/orders", responses={200: Envelope[Page[OrderOut]]})
-@admin_required
 def list_orders(query: AdminOrderQuery) -> Response:
     found, total = orders.list_orders(
+        extensions.session(),
         orders.order_list_query(
             user_id=None,
             status=query.status,
@@ -165,7 +173,5 @@ def list_orders(query: AdminOrderQuery) -> Response:
 
 
 @bp.post("/orders/<order_no>/ship", responses={200: Envelope[OrderOut]})
-@admin_required
-@signed
 def ship_order(path: OrderPath) -> Response:
-    return ok(OrderOut.model_validate(orders.ship_order(path.order_no)))
+    return ok(OrderOut.model_validate(orders.ship_order(extensions.session(), path.order_no)))

@@ -6,12 +6,13 @@ from flask import Response
 from flask_openapi3 import APIBlueprint, Tag
 from pydantic import BaseModel, Field
 
+from minishop import extensions
 from minishop.api.common import StrictBody
 from minishop.api.guards import BEARER_SECURITY, current_principal, signed
-from minishop.api.limits import per_ip
 from minishop.api.users import UserOut, user_out
 from minishop.domain import auth
 from minishop.envelope import Envelope, ok
+from minishop.security.rate_limits import per_ip
 
 bp = APIBlueprint("auth", __name__, url_prefix="/api/v1/auth", abp_tags=[Tag(name="auth")])
 
@@ -50,7 +51,9 @@ def _token_pair(pair: auth.TokenPair) -> dict[str, object]:
 @bp.post("/login", responses={200: Envelope[LoginOut]})
 @per_ip("RATELIMIT_LOGIN")
 def login(body: LoginBody) -> Response:
-    result = auth.login(body.code)
+    result = auth.login(
+        extensions.session(), extensions.wechat.get(), extensions.auth_keys.get(), body.code
+    )
     return ok(
         LoginOut(**_token_pair(result.tokens), sign_key=result.sign_key, user=user_out(result.user))
     )
@@ -58,11 +61,12 @@ def login(body: LoginBody) -> Response:
 
 @bp.post("/refresh", responses={200: Envelope[TokenPairOut]})
 def refresh(body: RefreshBody) -> Response:
-    return ok(TokenPairOut(**_token_pair(auth.refresh(body.refresh_token))))
+    pair = auth.refresh(extensions.session(), extensions.auth_keys.get(), body.refresh_token)
+    return ok(TokenPairOut(**_token_pair(pair)))
 
 
 @bp.post("/logout", responses={200: Envelope[LoggedOut]}, security=BEARER_SECURITY)
 @signed
 def logout() -> Response:
-    auth.logout(current_principal())
+    auth.logout(extensions.session(), current_principal())
     return ok(LoggedOut(logged_out=True))

@@ -5,16 +5,17 @@ from __future__ import annotations
 import time
 from datetime import datetime
 
-from flask import Response, current_app, request, send_file
+from flask import Response, request, send_file
 from flask_openapi3 import APIBlueprint, FileStorage, Tag
 from pydantic import BaseModel, Field, field_validator
 from werkzeug.datastructures import FileStorage as UploadedFile
 
+from minishop import extensions
 from minishop.api.common import StrictBody
 from minishop.api.guards import BEARER_SECURITY, current_principal, login_required
-from minishop.api.limits import per_user
 from minishop.domain import files
 from minishop.envelope import Envelope, ok
+from minishop.security.rate_limits import per_user
 from minishop.security.uploads import ALLOWED_TYPES, TYPE_BY_EXTENSION
 
 bp = APIBlueprint("files", __name__, abp_tags=[Tag(name="files")])
@@ -59,7 +60,7 @@ DOWNLOAD_RESPONSE = {
 def _cap_upload_body() -> None:
     """The cap applies before a byte of the body is read: werkzeug checks Content-Length."""
     if request.endpoint == "files.upload":
-        request.max_content_length = current_app.config["UPLOAD_MAX_BYTES"]
+        request.max_content_length = extensions.settings.get().UPLOAD_MAX_BYTES
 
 
 @bp.post("/api/v1/files", responses={201: Envelope[UploadOut]}, security=BEARER_SECURITY)
@@ -68,17 +69,29 @@ def _cap_upload_body() -> None:
 def upload(form: UploadForm) -> Response:
     uploaded = form.file
     stored = files.store_upload(
-        current_principal().user,
-        uploaded.stream.read(),
-        uploaded.filename or "",
-        uploaded.content_type,
+        extensions.session(),
+        extensions.blob_store.get(),
+        extensions.file_urls.get(),
+        user=current_principal().user,
+        data=uploaded.stream.read(),
+        filename=uploaded.filename or "",
+        declared_type=uploaded.content_type,
+        max_pixels=extensions.settings.get().UPLOAD_MAX_PIXELS,
+        now=time.time(),
     )
     return ok(UploadOut(key=stored.key, url=stored.url, expires_at=stored.expires_at), 201)
 
 
 @bp.get("/files/<key>", responses={200: DOWNLOAD_RESPONSE})
 def download(path: FilePath, query: FileQuery) -> Response:
-    file_type, stream = files.open_signed(path.key, query.expires, query.signature)
+    file_type, stream = files.open_signed(
+        extensions.blob_store.get(),
+        extensions.file_urls.get(),
+        path.key,
+        query.expires,
+        query.signature,
+        time.time(),
+    )
     return send_file(
         stream,
         mimetype=file_type.content_type,

@@ -4,6 +4,8 @@ The check runs as a `before_request` hook, ahead of body parsing and validation,
 anonymous caller learns nothing about an endpoint's schema: it gets 40100 first.
 `@signed` (which implies `@login_required`) adds the request-signature check, made with the
 session's sign_key once the caller is known and before the body is parsed (40102 on failure).
+`admin_only(bp)` guards a whole blueprint: every route in it needs the admin role and a
+signature, whatever its views are marked with, so a route added there cannot forget them.
 The hooks run in this order: authentication, rate limits (per-user limits need the caller),
 signature.
 """
@@ -12,25 +14,31 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import TypeVar
 
-from flask import Flask, current_app, g, request
+from flask import Blueprint, Flask, current_app, g, request
 
-from minishop.api import limits
-from minishop.domain.auth import SIGN_KEY_PURPOSE, Principal, authenticate
+from minishop import extensions
+from minishop.domain.auth import Principal, authenticate, sign_key
 from minishop.errors import AppError, ErrorCode
-from minishop.kvstore import kv
 from minishop.models import Role
 from minishop.observability import metrics
-from minishop.security import signature
-from minishop.security.keys import field_cipher
+from minishop.security import rate_limits, signature
 
 View = TypeVar("View", bound=Callable[..., object])
 
 BEARER_SECURITY: list[dict[str, list[str]]] = [{"bearer": []}]
 LOGIN_REQUIRED = "minishop_login_required"
-ADMIN_REQUIRED = "minishop_admin_required"
 SIGNED = "minishop_signed"
+ADMIN_ONLY = "minishop_admin_only"
+
+
+@dataclass(frozen=True)
+class Requirements:
+    login: bool
+    admin: bool
+    signed: bool
 
 
 def login_required(view: View) -> View:
@@ -38,17 +46,37 @@ def login_required(view: View) -> View:
     return view
 
 
-def admin_required(view: View) -> View:
-    """Back office: a logged-in user whose role (read from the database) is admin; else 40300."""
-    setattr(view, ADMIN_REQUIRED, True)
-    return login_required(view)
-
-
 def signed(view: View) -> View:
-    """Write endpoints DESIGN.md marks "signed": 40102 unless the request carries a valid
+    """Write endpoints the API contract marks "signed": 40102 unless the request carries a valid
     signature (when SIGNATURE_REQUIRED is on)."""
     setattr(view, SIGNED, True)
     return login_required(view)
+
+
+def admin_only(blueprint: Blueprint) -> None:
+    """Every route of `blueprint`: a signed request of a logged-in admin (role read from the
+    database), else 40100/40300/40102."""
+    setattr(blueprint, ADMIN_ONLY, True)
+
+
+def requirements(app: Flask, endpoint: str) -> Requirements:
+    """What a request to `endpoint` must prove; the url_map test walks every route with it."""
+    view = app.view_functions.get(endpoint)
+    blueprint = app.blueprints.get(endpoint.rpartition(".")[0]) if "." in endpoint else None
+    admin = bool(getattr(blueprint, ADMIN_ONLY, False))
+    return Requirements(
+        login=admin or bool(getattr(view, LOGIN_REQUIRED, False)),
+        admin=admin,
+        signed=admin or bool(getattr(view, SIGNED, False)),
+    )
+
+
+def _current_requirements() -> Requirements:
+    required: Requirements | None = g.get("requirements")
+    if required is None:
+        required = requirements(current_app, request.endpoint or "")
+        g.requirements = required
+    return required
 
 
 def _bearer_token() -> str:
@@ -59,11 +87,13 @@ def _bearer_token() -> str:
 
 
 def _authenticate_if_required() -> None:
-    view = current_app.view_functions.get(request.endpoint or "")
-    if getattr(view, LOGIN_REQUIRED, False):
-        g.principal = authenticate(_bearer_token())
-        if getattr(view, ADMIN_REQUIRED, False) and g.principal.user.role != Role.ADMIN:
-            raise AppError(ErrorCode.FORBIDDEN, "admin role required")
+    g.pop("requirements", None)
+    required = _current_requirements()
+    if not required.login:
+        return
+    g.principal = authenticate(extensions.session(), extensions.token_signer.get(), _bearer_token())
+    if required.admin and g.principal.user.role != Role.ADMIN:
+        raise AppError(ErrorCode.FORBIDDEN, "admin role required")
 
 
 def current_principal() -> Principal:
@@ -72,10 +102,10 @@ def current_principal() -> Principal:
 
 
 def _verify_signature_if_required() -> None:
-    view = current_app.view_functions.get(request.endpoint or "")
-    if not getattr(view, SIGNED, False) or not current_app.config["SIGNATURE_REQUIRED"]:
+    if not _current_requirements().signed or not current_app.config["SIGNATURE_REQUIRED"]:
         return
-    session = current_principal().session
+    principal = current_principal()
+    store = extensions.kv_store.get()
     try:
         signature.verify(
             request.method,
@@ -83,10 +113,10 @@ def _verify_signature_if_required() -> None:
             request.query_string.decode("utf-8", "replace"),
             request.get_data(cache=True),
             {name: request.headers.get(name, "") for name in signature.HEADERS},
-            field_cipher().decrypt(session.sign_key_encrypted, SIGN_KEY_PURPOSE),
+            sign_key(extensions.field_cipher.get(), principal),
             now=time.time(),
-            remember_nonce=lambda nonce: kv().set_if_absent(
-                f"nonce:{session.id}:{nonce}", "1", signature.NONCE_TTL_SECONDS
+            remember_nonce=lambda nonce: store.set_if_absent(
+                f"nonce:{principal.session.id}:{nonce}", "1", signature.NONCE_TTL_SECONDS
             ),
         )
     except signature.SignatureError as rejected:
@@ -95,6 +125,7 @@ def _verify_signature_if_required() -> None:
 
 
 def init_app(app: Flask) -> None:
+    """The hooks, in order; the limiter (built in extensions) registers its own in between."""
     app.before_request(_authenticate_if_required)
-    limits.init_app(app)
+    rate_limits.install(app, extensions.limiter.of(app))
     app.before_request(_verify_signature_if_required)

@@ -6,6 +6,7 @@ from flask import Response
 from flask_openapi3 import APIBlueprint, Tag
 from pydantic import BaseModel
 
+from minishop import extensions
 from minishop.domain import readiness
 from minishop.envelope import Envelope, envelope_response, ok
 from minishop.errors import ErrorCode
@@ -31,7 +32,7 @@ def healthz() -> Response:
 @bp.get("/readyz", responses={200: Envelope[Readiness]})
 def readyz() -> Response:
     """Database and cache answer; 503 naming the failing ones otherwise."""
-    checks = readiness.check_dependencies()
+    checks = readiness.check_dependencies(extensions.session(), extensions.kv_store.get())
     failing = [name for name, state in checks.items() if state != readiness.OK]
     if failing:
         code = ErrorCode.DEPENDENCY_UNAVAILABLE

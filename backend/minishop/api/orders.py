@@ -2,18 +2,19 @@
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from flask import Response
 from flask_openapi3 import APIBlueprint, Tag
 from pydantic import BaseModel, ConfigDict, Field
 
+from minishop import extensions
 from minishop.api.common import Page, PageQuery, StrictBody
 from minishop.api.guards import BEARER_SECURITY, current_principal, login_required, signed
-from minishop.api.limits import per_user
 from minishop.domain import orders
 from minishop.envelope import Envelope, ok
 from minishop.models import Order, OrderStatus
+from minishop.security.rate_limits import per_user
 
 bp = APIBlueprint("orders", __name__, url_prefix="/api/v1/orders", abp_tags=[Tag(name="orders")])
 
@@ -92,10 +93,13 @@ def order_page(found: list[Order], total: int, query: PageQuery) -> Page[OrderOu
 def place_order(header: IdempotencyHeader, body: PlaceOrderBody) -> Response:
     """201 for a new order; 200 with the same order when the Idempotency-Key was seen before."""
     placed = orders.place_order(
+        extensions.session(),
+        extensions.catalog_cache.get(),
         current_principal().user,
         [orders.OrderLine(line.product_id, line.quantity) for line in body.items],
-        body.remark,
-        header.idempotency_key,
+        remark=body.remark,
+        idempotency_key=header.idempotency_key,
+        expire_after=timedelta(minutes=extensions.settings.get().ORDER_EXPIRE_MINUTES),
     )
     return ok(OrderOut.model_validate(placed.order), status=201 if placed.created else 200)
 
@@ -104,6 +108,7 @@ def place_order(header: IdempotencyHeader, body: PlaceOrderBody) -> Response:
 @login_required
 def list_orders(query: OrderQuery) -> Response:
     found, total = orders.list_orders(
+        extensions.session(),
         orders.order_list_query(user_id=current_principal().user.id, status=query.status),
         page=query.page,
         page_size=query.page_size,
@@ -114,12 +119,17 @@ def list_orders(query: OrderQuery) -> Response:
 @bp.get("/<order_no>", responses={200: Envelope[OrderOut]}, security=BEARER_SECURITY)
 @login_required
 def get_order(path: OrderPath) -> Response:
-    return ok(
-        OrderOut.model_validate(orders.get_user_order(current_principal().user, path.order_no))
-    )
+    order = orders.get_user_order(extensions.session(), current_principal().user, path.order_no)
+    return ok(OrderOut.model_validate(order))
 
 
 @bp.post("/<order_no>/cancel", responses={200: Envelope[OrderOut]}, security=BEARER_SECURITY)
 @signed
 def cancel_order(path: OrderPath) -> Response:
-    return ok(OrderOut.model_validate(orders.cancel_order(current_principal().user, path.order_no)))
+    order = orders.cancel_order(
+        extensions.session(),
+        extensions.catalog_cache.get(),
+        current_principal().user,
+        path.order_no,
+    )
+    return ok(OrderOut.model_validate(order))

@@ -8,6 +8,7 @@ from flask import Response
 from flask_openapi3 import APIBlueprint, Tag
 from pydantic import BaseModel, ConfigDict, Field
 
+from minishop import extensions
 from minishop.api.common import Page, PageQuery
 from minishop.domain import catalog
 from minishop.envelope import Envelope, ok
@@ -56,14 +57,19 @@ class ProductPath(BaseModel):
 
 @bp.get("/categories", responses={200: Envelope[CategoryList]})
 def list_categories() -> Response:
-    items = [CategoryOut.model_validate(c) for c in catalog.list_categories()]
+    categories = catalog.list_categories(extensions.session(), extensions.catalog_cache.get())
+    items = [CategoryOut.model_validate(c) for c in categories]
     return ok(CategoryList(items=items))
 
 
 @bp.get("/products", responses={200: Envelope[Page[ProductOut]]})
 def list_products(query: ProductQuery) -> Response:
     products, total = catalog.list_products(
-        category_id=query.category_id, q=query.q, page=query.page, page_size=query.page_size
+        extensions.session(),
+        category_id=query.category_id,
+        q=query.q,
+        page=query.page,
+        page_size=query.page_size,
     )
     page = Page[ProductOut](
         items=[ProductOut.model_validate(p) for p in products],
@@ -76,4 +82,7 @@ def list_products(query: ProductQuery) -> Response:
 
 @bp.get("/products/<int:product_id>", responses={200: Envelope[ProductDetailOut]})
 def get_product(path: ProductPath) -> Response:
-    return ok(ProductDetailOut.model_validate(catalog.get_product_on_sale(path.product_id)))
+    product = catalog.get_product_on_sale(
+        extensions.session(), extensions.catalog_cache.get(), path.product_id
+    )
+    return ok(ProductDetailOut.model_validate(product))

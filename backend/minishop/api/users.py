@@ -8,6 +8,7 @@ from flask import Response
 from flask_openapi3 import APIBlueprint, Tag
 from pydantic import BaseModel, Field, model_validator
 
+from minishop import extensions
 from minishop.api.common import StrictBody
 from minishop.api.guards import BEARER_SECURITY, current_principal, login_required, signed
 from minishop.domain import users
@@ -31,7 +32,7 @@ def user_out(user: User) -> UserOut:
         id=user.id,
         nickname=user.nickname,
         avatar_url=user.avatar_url,
-        phone=users.masked_phone(user),
+        phone=users.masked_phone(extensions.field_cipher.get(), user),
         role=user.role,
         created_at=user.created_at,
     )
@@ -61,11 +62,24 @@ def me() -> Response:
 @bp.patch("/me", responses={200: Envelope[UserOut]}, security=BEARER_SECURITY)
 @signed
 def update_me(body: ProfilePatch) -> Response:
-    user = users.update_profile(current_principal().user, body.nickname, body.avatar_url)
+    user = users.update_profile(
+        extensions.session(),
+        extensions.wechat.get(),
+        current_principal().user,
+        body.nickname,
+        body.avatar_url,
+    )
     return ok(user_out(user))
 
 
 @bp.post("/me/phone", responses={200: Envelope[UserOut]}, security=BEARER_SECURITY)
 @signed
 def bind_phone(body: PhoneBody) -> Response:
-    return ok(user_out(users.bind_phone(current_principal().user, body.code)))
+    user = users.bind_phone(
+        extensions.session(),
+        extensions.wechat.get(),
+        extensions.field_cipher.get(),
+        current_principal().user,
+        body.code,
+    )
+    return ok(user_out(user))

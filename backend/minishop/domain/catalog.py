@@ -2,18 +2,35 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
-from flask import current_app
 from sqlalchemy import func, select
+from sqlalchemy.orm import Session
 
-from minishop.cache import read_cache
+from minishop.cache import ReadThroughCache
 from minishop.errors import AppError, ErrorCode
-from minishop.extensions import db
 from minishop.models import Category, Product, ProductStatus
 
 PRODUCT_CACHE = "product"
 CATEGORIES_CACHE = "categories"
+
+
+@dataclass(frozen=True)
+class CatalogCache:
+    """The read-through cache and how long each kind of catalog document lives in it."""
+
+    cache: ReadThroughCache
+    product_ttl: float
+    categories_ttl: float
+
+    def forget_products(self, product_ids: list[int]) -> None:
+        """Call after a commit that changed these products (stock included)."""
+        for product_id in product_ids:
+            self.cache.invalidate(PRODUCT_CACHE, str(product_id))
+
+    def forget_categories(self) -> None:
+        self.cache.invalidate(CATEGORIES_CACHE, "all")
 
 
 def product_document(product: Product) -> dict[str, Any]:
@@ -32,40 +49,24 @@ def product_document(product: Product) -> dict[str, Any]:
     }
 
 
-def _load_product(product_id: int) -> dict[str, Any] | None:
-    product = db.session.get(Product, product_id, populate_existing=True)
-    return None if product is None else product_document(product)
+def list_categories(session: Session, catalog: CatalogCache) -> list[dict[str, Any]]:
+    def load() -> dict[str, Any]:
+        categories = session.scalars(select(Category).order_by(Category.sort, Category.id))
+        return {"items": [{"id": c.id, "name": c.name, "sort": c.sort} for c in categories]}
 
-
-def _load_categories() -> dict[str, Any]:
-    categories = db.session.scalars(select(Category).order_by(Category.sort, Category.id))
-    return {"items": [{"id": c.id, "name": c.name, "sort": c.sort} for c in categories]}
-
-
-def list_categories() -> list[dict[str, Any]]:
-    ttl = current_app.config["CACHE_CATEGORIES_TTL_SECONDS"]
-    document = read_cache().get(CATEGORIES_CACHE, "all", ttl, _load_categories)
+    document = catalog.cache.get(CATEGORIES_CACHE, "all", catalog.categories_ttl, load)
     return list(document["items"])
 
 
-def get_product_on_sale(product_id: int) -> dict[str, Any]:
-    ttl = current_app.config["CACHE_PRODUCT_TTL_SECONDS"]
-    document = read_cache().get(
-        PRODUCT_CACHE, str(product_id), ttl, lambda: _load_product(product_id)
-    )
+def get_product_on_sale(session: Session, catalog: CatalogCache, product_id: int) -> dict[str, Any]:
+    def load() -> dict[str, Any] | None:
+        product = session.get(Product, product_id, populate_existing=True)
+        return None if product is None else product_document(product)
+
+    document = catalog.cache.get(PRODUCT_CACHE, str(product_id), catalog.product_ttl, load)
     if document is None or document["status"] != ProductStatus.ON_SALE:
         raise AppError(ErrorCode.NOT_FOUND, "product not found")
     return dict(document)
-
-
-def forget_products(product_ids: list[int]) -> None:
-    """Call after a commit that changed these products (stock included)."""
-    for product_id in product_ids:
-        read_cache().invalidate(PRODUCT_CACHE, str(product_id))
-
-
-def forget_categories() -> None:
-    read_cache().invalidate(CATEGORIES_CACHE, "all")
 
 
 def _escape_like(text: str) -> str:
@@ -73,7 +74,7 @@ def _escape_like(text: str) -> str:
 
 
 def list_products(
-    *, category_id: int | None, q: str | None, page: int, page_size: int
+    session: Session, *, category_id: int | None, q: str | None, page: int, page_size: int
 ) -> tuple[list[Product], int]:
     """On-sale products, newest first, one page of them and the total that match.
 
@@ -85,8 +86,8 @@ def list_products(
         conditions.append(Product.category_id == category_id)
     if q:
         conditions.append(Product.title.like(f"%{_escape_like(q)}%", escape="\\"))
-    total = db.session.scalar(select(func.count()).select_from(Product).where(*conditions)) or 0
-    items = db.session.scalars(
+    total = session.scalar(select(func.count()).select_from(Product).where(*conditions)) or 0
+    items = session.scalars(
         select(Product)
         .where(*conditions)
         .order_by(Product.created_at.desc(), Product.id.desc())

@@ -6,9 +6,9 @@ from __future__ import annotations
 from typing import Any
 
 from sqlalchemy import update
+from sqlalchemy.orm import Session
 
 from minishop.errors import AppError, ErrorCode
-from minishop.extensions import db
 from minishop.models import Order, OrderStatus
 
 S = OrderStatus
@@ -34,17 +34,17 @@ def _refuse_unless_allowed(order: Order, target: OrderStatus) -> None:
         )
 
 
-def transition(order: Order, target: OrderStatus, **changes: Any) -> None:
+def transition(session: Session, order: Order, target: OrderStatus, **changes: Any) -> None:
     """Move `order` (as read, with its version) to `target`, or raise without writing anything."""
     _refuse_unless_allowed(order, target)
-    result = db.session.execute(
+    result = session.execute(
         update(Order)
         .where(Order.id == order.id, Order.status == order.status, Order.version == order.version)
         .values(status=target, version=Order.version + 1, **changes)
         .execution_options(synchronize_session=False)
     )
     # A locking read: it sees the latest committed row, not this transaction's older snapshot.
-    db.session.refresh(order, with_for_update=True)
+    session.refresh(order, with_for_update=True)
     if result.rowcount != 1:  # type: ignore[attr-defined]
         _refuse_unless_allowed(order, target)
         raise AppError(ErrorCode.CONFLICT, "the order changed meanwhile; read it again")

@@ -17,19 +17,18 @@ from collections import Counter
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from flask import current_app
 from sqlalchemy import ColumnElement, Select, func, select, update
 from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
 
-from minishop.domain import catalog
+from minishop.domain.catalog import CatalogCache
 from minishop.domain.order_state import transition
 from minishop.domain.transactions import in_transaction
 from minishop.errors import AppError, ErrorCode
-from minishop.extensions import db
 from minishop.models import Order, OrderItem, OrderStatus, Product, ProductStatus, User
 from minishop.models.types import utcnow
 from minishop.observability import metrics
-from minishop.observability.logs import bind_log_fields
+from minishop.observability.log_context import bind_log_fields
 
 EXPIRY_BATCH = 100
 log = logging.getLogger(__name__)
@@ -64,8 +63,8 @@ def new_order_no(now: datetime) -> str:
     return f"{now:%Y%m%d%H%M%S}{secrets.randbelow(10**10):010d}"
 
 
-def _existing(user_id: int, idempotency_key: str) -> Order | None:
-    order: Order | None = db.session.scalar(
+def _existing(session: Session, user_id: int, idempotency_key: str) -> Order | None:
+    order: Order | None = session.scalar(
         select(Order).where(Order.user_id == user_id, Order.idempotency_key == idempotency_key)
     )
     return order
@@ -79,9 +78,9 @@ def _replay(order: Order, fingerprint: str) -> PlacedOrder:
     return PlacedOrder(order, created=False)
 
 
-def _take_stock(quantities: dict[int, int]) -> None:
+def _take_stock(session: Session, quantities: dict[int, int]) -> None:
     for product_id, quantity in quantities.items():  # ascending ids: a fixed lock order
-        taken = db.session.execute(
+        taken = session.execute(
             update(Product)
             .where(
                 Product.id == product_id,
@@ -93,7 +92,7 @@ def _take_stock(quantities: dict[int, int]) -> None:
         )
         if taken.rowcount == 1:  # type: ignore[attr-defined]
             continue
-        product = db.session.get(Product, product_id)
+        product = session.get(Product, product_id)
         if product is None or product.status != ProductStatus.ON_SALE:
             raise AppError(
                 ErrorCode.INVALID_PARAMS,
@@ -107,12 +106,18 @@ def _take_stock(quantities: dict[int, int]) -> None:
 
 
 def _insert_order(
-    user: User, quantities: dict[int, int], remark: str, idempotency_key: str, fingerprint: str
+    session: Session,
+    user: User,
+    quantities: dict[int, int],
+    remark: str,
+    idempotency_key: str,
+    fingerprint: str,
+    expire_after: timedelta,
 ) -> Order:
     # The rows are locked by this transaction now: titles and prices cannot change under us.
     products = {
         p.id: p
-        for p in db.session.scalars(
+        for p in session.scalars(
             select(Product)
             .where(Product.id.in_(quantities))
             .execution_options(populate_existing=True)
@@ -126,7 +131,7 @@ def _insert_order(
         remark=remark,
         idempotency_key=idempotency_key,
         request_hash=fingerprint,
-        expires_at=now + timedelta(minutes=current_app.config["ORDER_EXPIRE_MINUTES"]),
+        expires_at=now + expire_after,
         total_fen=0,
     )
     for product_id, quantity in quantities.items():
@@ -141,29 +146,40 @@ def _insert_order(
             )
         )
     order.total_fen = sum(item.subtotal_fen for item in order.items)
-    db.session.add(order)
-    db.session.flush()
+    session.add(order)
+    session.flush()
     return order
 
 
 def place_order(
-    user: User, lines: list[OrderLine], remark: str, idempotency_key: str
+    session: Session,
+    catalog: CatalogCache,
+    user: User,
+    lines: list[OrderLine],
+    *,
+    remark: str,
+    idempotency_key: str,
+    expire_after: timedelta,
 ) -> PlacedOrder:
+    """Take the stock and record the order, or change nothing; unpaid, it expires after
+    `expire_after`. A retry with the same `idempotency_key` answers the order it placed."""
     quantities = merge_lines(lines)
     fingerprint = request_fingerprint(quantities, remark)
-    existing = _existing(user.id, idempotency_key)
+    existing = _existing(session, user.id, idempotency_key)
     if existing is not None:
         return _replay(existing, fingerprint)
 
     def work() -> Order:
-        _take_stock(quantities)
-        return _insert_order(user, quantities, remark, idempotency_key, fingerprint)
+        _take_stock(session, quantities)
+        return _insert_order(
+            session, user, quantities, remark, idempotency_key, fingerprint, expire_after
+        )
 
     try:
-        order = in_transaction(work)
+        order = in_transaction(session, work)
     except IntegrityError:
         # The same key won a race a moment ago in another request: answer with its order.
-        existing = _existing(user.id, idempotency_key)
+        existing = _existing(session, user.id, idempotency_key)
         if existing is None:
             raise
         return _replay(existing, fingerprint)
@@ -174,13 +190,13 @@ def place_order(
     return PlacedOrder(order, created=True)
 
 
-def get_user_order(user: User, order_no: str) -> Order:
+def get_user_order(session: Session, user: User, order_no: str) -> Order:
     """Someone else's order is "not found", never "forbidden": order numbers reveal nothing."""
-    return _order_where(Order.order_no == order_no, Order.user_id == user.id)
+    return _order_where(session, Order.order_no == order_no, Order.user_id == user.id)
 
 
-def _order_where(*conditions: ColumnElement[bool]) -> Order:
-    order: Order | None = db.session.scalar(select(Order).where(*conditions))
+def _order_where(session: Session, *conditions: ColumnElement[bool]) -> Order:
+    order: Order | None = session.scalar(select(Order).where(*conditions))
     if order is None:
         raise AppError(ErrorCode.NOT_FOUND, "order not found")
     return order
@@ -206,20 +222,22 @@ def order_list_query(
     return select(Order).where(*conditions).order_by(Order.created_at.desc(), Order.id.desc())
 
 
-def list_orders(query: Select[Order], *, page: int, page_size: int) -> tuple[list[Order], int]:
-    total = db.session.scalar(select(func.count()).select_from(query.order_by(None).subquery()))
-    found = db.session.scalars(query.limit(page_size).offset((page - 1) * page_size))
+def list_orders(
+    session: Session, query: Select[Order], *, page: int, page_size: int
+) -> tuple[list[Order], int]:
+    total = session.scalar(select(func.count()).select_from(query.order_by(None).subquery()))
+    found = session.scalars(query.limit(page_size).offset((page - 1) * page_size))
     return list(found), total or 0
 
 
-def _return_stock(orders: list[Order]) -> list[int]:
+def _return_stock(session: Session, orders: list[Order]) -> list[int]:
     """Put the items of `orders` back, one UPDATE per product in ascending id (the lock order)."""
     returned: Counter[int] = Counter()
     for order in orders:
         for item in order.items:
             returned[item.product_id] += item.quantity
     for product_id, quantity in sorted(returned.items()):
-        db.session.execute(
+        session.execute(
             update(Product)
             .where(Product.id == product_id)
             .values(stock=Product.stock + quantity)
@@ -228,13 +246,13 @@ def _return_stock(orders: list[Order]) -> list[int]:
     return sorted(returned)
 
 
-def cancel_order(user: User, order_no: str) -> Order:
+def cancel_order(session: Session, catalog: CatalogCache, user: User, order_no: str) -> Order:
     def work() -> tuple[Order, list[int]]:
-        order = get_user_order(user, order_no)
-        transition(order, OrderStatus.CANCELLED)
-        return order, _return_stock([order])
+        order = get_user_order(session, user, order_no)
+        transition(session, order, OrderStatus.CANCELLED)
+        return order, _return_stock(session, [order])
 
-    order, product_ids = in_transaction(work)
+    order, product_ids = in_transaction(session, work)
     catalog.forget_products(product_ids)
     metrics.ORDERS_CANCELLED.inc()
     bind_log_fields(order_no=order.order_no, order_status=order.status)
@@ -242,7 +260,7 @@ def cancel_order(user: User, order_no: str) -> Order:
     return order
 
 
-def expire_orders(now: datetime | None = None) -> int:
+def expire_orders(session: Session, catalog: CatalogCache, now: datetime | None = None) -> int:
     """Cancel unpaid orders past their expiry and return their stock; safe to run concurrently.
 
     `FOR UPDATE SKIP LOCKED` lets two copies of this job share the work instead of queueing, and
@@ -253,7 +271,7 @@ def expire_orders(now: datetime | None = None) -> int:
 
     def expire_batch() -> tuple[int, list[int]]:
         batch = list(
-            db.session.scalars(
+            session.scalars(
                 select(Order)
                 .where(Order.status == OrderStatus.PENDING_PAYMENT, Order.expires_at <= cutoff)
                 .order_by(Order.expires_at, Order.id)
@@ -262,12 +280,12 @@ def expire_orders(now: datetime | None = None) -> int:
             )
         )
         for order in batch:
-            transition(order, OrderStatus.CANCELLED)
-        return len(batch), _return_stock(batch)
+            transition(session, order, OrderStatus.CANCELLED)
+        return len(batch), _return_stock(session, batch)
 
     expired = 0
     while True:
-        count, product_ids = in_transaction(expire_batch)
+        count, product_ids = in_transaction(session, expire_batch)
         catalog.forget_products(product_ids)
         metrics.ORDERS_EXPIRED.inc(count)
         if count:
@@ -277,15 +295,15 @@ def expire_orders(now: datetime | None = None) -> int:
             return expired
 
 
-def ship_order(order_no: str) -> Order:
+def ship_order(session: Session, order_no: str) -> Order:
     """Back office: a paid order leaves the warehouse."""
 
     def work() -> Order:
-        order = _order_where(Order.order_no == order_no)
-        transition(order, OrderStatus.SHIPPED)
+        order = _order_where(session, Order.order_no == order_no)
+        transition(session, order, OrderStatus.SHIPPED)
         return order
 
-    order = in_transaction(work)
+    order = in_transaction(session, work)
     bind_log_fields(order_no=order.order_no, order_status=order.status)
     log.info("order shipped")
     return order

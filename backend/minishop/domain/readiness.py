@@ -5,9 +5,9 @@ from __future__ import annotations
 import logging
 
 from sqlalchemy import text
+from sqlalchemy.orm import Session
 
-from minishop.extensions import db
-from minishop.kvstore import kv
+from minishop.kvstore import KeyValueStore
 
 log = logging.getLogger(__name__)
 
@@ -15,26 +15,26 @@ OK = "ok"
 UNAVAILABLE = "unavailable"
 
 
-def _database_answers() -> bool:
+def _database_answers(session: Session) -> bool:
     try:
-        db.session.execute(text("SELECT 1"))
+        session.execute(text("SELECT 1"))
         return True
     except Exception as exc:  # any failure means "not ready"; the reason goes to the log
         log.warning("readiness: database unavailable: %s", type(exc).__name__)
-        db.session.rollback()
+        session.rollback()
         return False
 
 
-def _cache_answers() -> bool:
+def _cache_answers(store: KeyValueStore) -> bool:
     try:
-        return kv().ping()
+        return store.ping()
     except Exception as exc:
         log.warning("readiness: cache unavailable: %s", type(exc).__name__)
         return False
 
 
-def check_dependencies() -> dict[str, str]:
+def check_dependencies(session: Session, store: KeyValueStore) -> dict[str, str]:
     return {
-        "database": OK if _database_answers() else UNAVAILABLE,
-        "cache": OK if _cache_answers() else UNAVAILABLE,
+        "database": OK if _database_answers(session) else UNAVAILABLE,
+        "cache": OK if _cache_answers(store) else UNAVAILABLE,
     }

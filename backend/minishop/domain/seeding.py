@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 from sqlalchemy import select
+from sqlalchemy.orm import Session
 
-from minishop.extensions import db
 from minishop.models import Category, Product
 
 DEMO_CATALOG: dict[str, list[tuple[str, int, int, str]]] = {
@@ -26,22 +26,22 @@ DEMO_CATALOG: dict[str, list[tuple[str, int, int, str]]] = {
 }
 
 
-def seed_demo_catalog() -> int:
+def seed_demo_catalog(session: Session) -> int:
     """Create what is missing, matching categories by name and products by title."""
     created = 0
     for sort, (category_name, products) in enumerate(DEMO_CATALOG.items()):
-        category = db.session.scalar(select(Category).where(Category.name == category_name))
+        category = session.scalar(select(Category).where(Category.name == category_name))
         if category is None:
             category = Category(name=category_name, sort=sort)
-            db.session.add(category)
-            db.session.flush()
+            session.add(category)
+            session.flush()
             created += 1
         existing = set(
-            db.session.scalars(select(Product.title).where(Product.category_id == category.id))
+            session.scalars(select(Product.title).where(Product.category_id == category.id))
         )
         for title, price_fen, stock, description in products:
             if title not in existing:
-                db.session.add(
+                session.add(
                     Product(
                         category_id=category.id,
                         title=title,
@@ -51,5 +51,5 @@ def seed_demo_catalog() -> int:
                     )
                 )
                 created += 1
-    db.session.commit()
+    session.commit()
     return created

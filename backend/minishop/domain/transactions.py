@@ -11,8 +11,7 @@ from collections.abc import Callable
 from typing import TypeVar
 
 from sqlalchemy.exc import OperationalError
-
-from minishop.extensions import db
+from sqlalchemy.orm import Session
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -27,20 +26,20 @@ def _mysql_errno(exc: OperationalError) -> object:
     return args[0] if args else None
 
 
-def in_transaction(work: Callable[[], T]) -> T:
+def in_transaction(session: Session, work: Callable[[], T]) -> T:
     """`work` runs and is committed; on a deadlock it is rolled back and run again (3 tries)."""
     for attempt in range(1, ATTEMPTS + 1):
         try:
             result = work()
-            db.session.commit()
+            session.commit()
             return result
         except OperationalError as exc:
-            db.session.rollback()
+            session.rollback()
             errno = _mysql_errno(exc)
             if attempt == ATTEMPTS or errno not in (DEADLOCK, LOCK_WAIT_TIMEOUT):
                 raise
             log.warning("transaction retried after MySQL error %s", errno)
         except BaseException:
-            db.session.rollback()
+            session.rollback()
             raise
     raise AssertionError("unreachable")  # pragma: no cover

@@ -2,33 +2,48 @@
 
 from __future__ import annotations
 
+from sqlalchemy.orm import Session
+
 from minishop.errors import AppError, ErrorCode
-from minishop.extensions import db
 from minishop.models import User
-from minishop.security.keys import field_cipher
-from minishop.wechat.miniprogram import Suggest, wechat
+from minishop.security.crypto import FieldCipher
+from minishop.wechat.miniprogram import MiniProgramClient, Suggest
 
 PHONE_PURPOSE = "users.phone"
 PROFILE_SCENE = 1  # msg_sec_check v2 scene 1: profile (nickname, signature)
+MIN_HIDDEN = 4
+MAX_SHOWN = 7
 
 
 def mask_phone(phone: str) -> str:
-    """138****1234: enough for the user to recognise, useless to anyone reading a screen."""
-    if len(phone) < 7:
-        return "*" * len(phone)
-    return f"{phone[:3]}{'*' * (len(phone) - 7)}{phone[-4:]}"
+    """138****1234: enough for the user to recognise, useless to anyone reading a screen.
+
+    Whatever the length, at least four characters in the middle are hidden (all of a number of
+    four or fewer) and at most seven are shown, split 3:4 between head and tail.
+    """
+    hidden = max(MIN_HIDDEN, len(phone) - MAX_SHOWN)
+    shown = max(0, len(phone) - hidden)
+    head = shown * 3 // 7
+    tail = shown - head
+    return f"{phone[:head]}{'*' * (len(phone) - shown)}{phone[len(phone) - tail :]}"
 
 
-def masked_phone(user: User) -> str | None:
+def masked_phone(cipher: FieldCipher, user: User) -> str | None:
     if user.phone_encrypted is None:
         return None
-    return mask_phone(field_cipher().decrypt(user.phone_encrypted, PHONE_PURPOSE))
+    return mask_phone(cipher.decrypt(user.phone_encrypted, PHONE_PURPOSE))
 
 
-def update_profile(user: User, nickname: str | None, avatar_url: str | None) -> User:
+def update_profile(
+    session: Session,
+    wechat: MiniProgramClient,
+    user: User,
+    nickname: str | None,
+    avatar_url: str | None,
+) -> User:
     """A risky nickname is refused (42200); one WeChat wants reviewed is kept but flagged."""
     if nickname is not None:
-        verdict = wechat().check_text(nickname, user.openid, PROFILE_SCENE)
+        verdict = wechat.check_text(nickname, user.openid, PROFILE_SCENE)
         if verdict.suggest == Suggest.RISKY:
             raise AppError(
                 ErrorCode.CONTENT_REJECTED,
@@ -39,12 +54,14 @@ def update_profile(user: User, nickname: str | None, avatar_url: str | None) -> 
         user.nickname_flagged = verdict.suggest == Suggest.REVIEW
     if avatar_url is not None:
         user.avatar_url = avatar_url
-    db.session.commit()
+    session.commit()
     return user
 
 
-def bind_phone(user: User, code: str) -> User:
-    phone = wechat().phone_number(code)
-    user.phone_encrypted = field_cipher().encrypt(phone, PHONE_PURPOSE)
-    db.session.commit()
+def bind_phone(
+    session: Session, wechat: MiniProgramClient, cipher: FieldCipher, user: User, code: str
+) -> User:
+    phone = wechat.phone_number(code)
+    user.phone_encrypted = cipher.encrypt(phone, PHONE_PURPOSE)
+    session.commit()
     return user

@@ -1,13 +1,31 @@
-"""Mixins shared by the tables."""
+"""The declarative base every table derives from, and the mixins they share.
+
+Plain SQLAlchemy, no Flask: the domain layer and jobs use the models without an app.
+`extensions.db` (Flask-SQLAlchemy) is built on this same base, so `db.metadata` is its metadata.
+"""
 
 from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import CheckConstraint
-from sqlalchemy.orm import Mapped, mapped_column
+from sqlalchemy import CheckConstraint, MetaData
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 from minishop.models.types import BigIntId, UtcDateTime, utcnow
+
+# Stable constraint names so Alembic migrations are the same on MySQL and SQLite.
+NAMING_CONVENTION = {
+    "ix": "ix_%(table_name)s_%(column_0_N_name)s",
+    "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+
+class Base(DeclarativeBase):
+    metadata = MetaData(naming_convention=NAMING_CONVENTION)
+
 
 # InnoDB for transactions and row locks; utf8mb4 so nicknames may hold emoji.
 MYSQL_TABLE_OPTIONS = {

@@ -5,8 +5,7 @@ from enum import StrEnum
 from sqlalchemy import CheckConstraint, ForeignKey, Index, Integer, String, Text
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
-from minishop.extensions import db
-from minishop.models.base import MYSQL_TABLE_OPTIONS, IdMixin, TimestampMixin, one_of
+from minishop.models.base import MYSQL_TABLE_OPTIONS, Base, IdMixin, TimestampMixin, one_of
 from minishop.models.types import BigIntId
 
 
@@ -15,7 +14,7 @@ class ProductStatus(StrEnum):
     OFF_SALE = "off_sale"
 
 
-class Category(IdMixin, TimestampMixin, db.Model):  # type: ignore[name-defined,misc]
+class Category(IdMixin, TimestampMixin, Base):
     __tablename__ = "categories"
     __table_args__ = (MYSQL_TABLE_OPTIONS,)
 
@@ -23,7 +22,7 @@ class Category(IdMixin, TimestampMixin, db.Model):  # type: ignore[name-defined,
     sort: Mapped[int] = mapped_column(Integer, default=0, nullable=False)
 
 
-class Product(IdMixin, TimestampMixin, db.Model):  # type: ignore[name-defined,misc]
+class Product(IdMixin, TimestampMixin, Base):
     """A sellable item. `version` increases on every write, for optimistic concurrency."""
 
     __tablename__ = "products"

@@ -3,12 +3,11 @@ from __future__ import annotations
 from sqlalchemy import CheckConstraint, ForeignKey, String
 from sqlalchemy.orm import Mapped, mapped_column
 
-from minishop.extensions import db
-from minishop.models.base import MYSQL_TABLE_OPTIONS, IdMixin, TimestampMixin
+from minishop.models.base import MYSQL_TABLE_OPTIONS, Base, IdMixin, TimestampMixin
 from minishop.models.types import BigIntId
 
 
-class StoredFile(IdMixin, TimestampMixin, db.Model):  # type: ignore[name-defined,misc]
+class StoredFile(IdMixin, TimestampMixin, Base):
     """An uploaded file, stored under a key derived from its content, never the client's name."""
 
     __tablename__ = "files"

@@ -6,8 +6,7 @@ from enum import StrEnum
 from sqlalchemy import CheckConstraint, ForeignKey, Index, Integer, String, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
-from minishop.extensions import db
-from minishop.models.base import MYSQL_TABLE_OPTIONS, IdMixin, TimestampMixin, one_of
+from minishop.models.base import MYSQL_TABLE_OPTIONS, Base, IdMixin, TimestampMixin, one_of
 from minishop.models.types import BigIntId, UtcDateTime
 
 
@@ -21,7 +20,7 @@ class OrderStatus(StrEnum):
     REFUNDED = "refunded"
 
 
-class Order(IdMixin, TimestampMixin, db.Model):  # type: ignore[name-defined,misc]
+class Order(IdMixin, TimestampMixin, Base):
     """An order of one user. `version` guards state transitions against concurrent writers."""
 
     __tablename__ = "orders"
@@ -56,7 +55,7 @@ class Order(IdMixin, TimestampMixin, db.Model):  # type: ignore[name-defined,mis
     )
 
 
-class OrderItem(IdMixin, db.Model):  # type: ignore[name-defined,misc]
+class OrderItem(IdMixin, Base):
     """One line of an order, with the title and price as they were when the order was placed."""
 
     __tablename__ = "order_items"

@@ -6,8 +6,7 @@ from enum import StrEnum
 from sqlalchemy import CheckConstraint, ForeignKey, String
 from sqlalchemy.orm import Mapped, mapped_column
 
-from minishop.extensions import db
-from minishop.models.base import MYSQL_TABLE_OPTIONS, IdMixin, TimestampMixin, one_of
+from minishop.models.base import MYSQL_TABLE_OPTIONS, Base, IdMixin, TimestampMixin, one_of
 from minishop.models.types import BigIntId, UtcDateTime
 
 
@@ -25,7 +24,7 @@ class RefundStatus(StrEnum):
     ABNORMAL = "abnormal"
 
 
-class Payment(IdMixin, TimestampMixin, db.Model):  # type: ignore[name-defined,misc]
+class Payment(IdMixin, TimestampMixin, Base):
     """A WeChat Pay JSAPI transaction for an order (out_trade_no is ours, transaction_id theirs)."""
 
     __tablename__ = "payments"
@@ -46,7 +45,7 @@ class Payment(IdMixin, TimestampMixin, db.Model):  # type: ignore[name-defined,m
     paid_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
 
 
-class Refund(IdMixin, TimestampMixin, db.Model):  # type: ignore[name-defined,misc]
+class Refund(IdMixin, TimestampMixin, Base):
     __tablename__ = "refunds"
     __table_args__ = (
         CheckConstraint("amount_fen > 0", name="amount_positive"),

@@ -2,15 +2,14 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import ForeignKey, String
+from sqlalchemy import ForeignKey, String, Text
 from sqlalchemy.orm import Mapped, mapped_column
 
-from minishop.extensions import db
-from minishop.models.base import MYSQL_TABLE_OPTIONS, IdMixin, TimestampMixin
+from minishop.models.base import MYSQL_TABLE_OPTIONS, Base, IdMixin, TimestampMixin
 from minishop.models.types import BigIntId, UtcDateTime
 
 
-class AuthSession(TimestampMixin, db.Model):  # type: ignore[name-defined,misc]
+class AuthSession(TimestampMixin, Base):
     """One login of one user: the family every rotated refresh token of that login belongs to.
 
     Revoking it (logout, or a reused refresh token) ends every access and refresh token of the
@@ -30,8 +29,13 @@ class AuthSession(TimestampMixin, db.Model):  # type: ignore[name-defined,misc]
     revoked_reason: Mapped[str | None] = mapped_column(String(32))
 
 
-class RefreshToken(IdMixin, db.Model):  # type: ignore[name-defined,misc]
-    """A refresh token, stored only as its SHA-256. `used_at` is set when it is rotated away."""
+class RefreshToken(IdMixin, Base):
+    """A refresh token, stored only as its SHA-256. `used_at` is set when it is rotated away.
+
+    `successor_encrypted` holds the pair that replaced it (encrypted), so a client retrying a
+    refresh whose answer it lost gets that same pair back within the reuse grace period. Only the
+    session's latest rotation keeps it: the next rotation clears it.
+    """
 
     __tablename__ = "refresh_tokens"
     __table_args__ = (MYSQL_TABLE_OPTIONS,)
@@ -43,3 +47,4 @@ class RefreshToken(IdMixin, db.Model):  # type: ignore[name-defined,misc]
     created_at: Mapped[datetime] = mapped_column(UtcDateTime, nullable=False)
     expires_at: Mapped[datetime] = mapped_column(UtcDateTime, nullable=False)
     used_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
+    successor_encrypted: Mapped[str | None] = mapped_column(Text)

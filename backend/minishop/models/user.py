@@ -5,8 +5,7 @@ from enum import StrEnum
 from sqlalchemy import Boolean, String, false
 from sqlalchemy.orm import Mapped, mapped_column
 
-from minishop.extensions import db
-from minishop.models.base import MYSQL_TABLE_OPTIONS, IdMixin, TimestampMixin, one_of
+from minishop.models.base import MYSQL_TABLE_OPTIONS, Base, IdMixin, TimestampMixin, one_of
 
 
 class Role(StrEnum):
@@ -14,7 +13,7 @@ class Role(StrEnum):
     ADMIN = "admin"
 
 
-class User(IdMixin, TimestampMixin, db.Model):  # type: ignore[name-defined,misc]
+class User(IdMixin, TimestampMixin, Base):
     """A WeChat user of this mini-program, identified by the openid WeChat gives us."""
 
     __tablename__ = "users"

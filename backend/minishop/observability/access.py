@@ -14,10 +14,11 @@ import time
 from flask import Flask, Response, g, request
 
 from minishop.observability import metrics
+from minishop.observability.log_context import clear_log_fields
 from minishop.observability.logs import ACCESS_LOGGER
 
 access_log = logging.getLogger(ACCESS_LOGGER)
-REQUEST_SCOPED = ("principal", "log_fields", "trace_ids")
+REQUEST_SCOPED = ("principal", "trace_ids")
 
 
 class RequestRecorder:
@@ -31,15 +32,17 @@ class RequestRecorder:
         # (a caller holding an app context open around several requests, as tests do).
         for name in REQUEST_SCOPED:
             g.pop(name, None)
+        clear_log_fields()
         g.request_started = time.perf_counter()
         if self.with_metrics:
             metrics.HTTP_IN_FLIGHT.inc()
             g.counted_in_flight = True
 
-    def end_in_flight(self, _exc: BaseException | None) -> None:
+    def end(self, _exc: BaseException | None) -> None:
         """A teardown hook: it runs even when building the response failed."""
         if g.pop("counted_in_flight", False):
             metrics.HTTP_IN_FLIGHT.dec()
+        clear_log_fields()  # the thread's next log lines belong to no request
 
     def finish(self, response: Response) -> Response:
         seconds = time.perf_counter() - g.pop("request_started")
@@ -68,4 +71,4 @@ def init_app(app: Flask, *, with_metrics: bool) -> None:
     recorder = RequestRecorder(with_metrics)
     app.before_request(recorder.start)
     app.after_request(recorder.finish)
-    app.teardown_request(recorder.end_in_flight)
+    app.teardown_request(recorder.end)

@@ -4,7 +4,8 @@ The schema is a contract with the log pipeline (Fluentd → Elasticsearch) and i
 docs/logging.md; `SCHEMA_FIELDS` and `OPTIONAL_FIELDS` below are its single source here. Every
 line carries every schema field (null where it does not apply); request fields come from the
 Flask request being served, trace fields from the tracing backend, business fields from
-`bind_log_fields`. Extra keys outside the schema are dropped, so the index mapping can be strict.
+`log_context.bind_log_fields`. Extra keys outside the schema are dropped, so the index mapping
+can be strict.
 
 Secrets never reach a line: code must not log them in the first place, and as a second line of
 defence the message and any exception text are scrubbed (bearer tokens, JWTs, `key=value` pairs
@@ -16,15 +17,15 @@ from __future__ import annotations
 import logging
 import re
 import sys
-from contextvars import ContextVar
 from datetime import UTC, datetime
-from typing import Any, TypedDict, Unpack
+from typing import Any
 
 from flask import g, has_request_context, request
 from pythonjsonlogger.json import JsonFormatter
 from sqlalchemy import inspect as sa_inspect
 
 from minishop.observability import tracing
+from minishop.observability.log_context import bound_fields
 
 SCHEMA_FIELDS = (
     "timestamp",
@@ -84,35 +85,6 @@ def scrub(text: str) -> str:
     return _SCRUB.sub(_scrubbed, text)
 
 
-class LogFields(TypedDict, total=False):
-    user_id: int | None
-    order_no: str | None
-    order_status: str | None
-    payment_status: str | None
-
-
-# Outside a request (CLI commands, jobs) bound fields live in the current context instead.
-_context_fields: ContextVar[dict[str, Any] | None] = ContextVar("minishop_log_fields", default=None)
-
-
-def bind_log_fields(**fields: Unpack[LogFields]) -> None:
-    """Add business fields to every later log line of this request, its access line included.
-
-    Outside a request they stay bound for the current context (a CLI command or job), so a
-    loop over orders binds each order's number before logging about it. None removes a field.
-    """
-    if has_request_context():
-        bound: dict[str, Any] = g.setdefault("log_fields", {})
-    else:
-        bound = dict(_context_fields.get() or {})
-        _context_fields.set(bound)
-    for name, value in fields.items():
-        if value is None:
-            bound.pop(name, None)
-        else:
-            bound[name] = value
-
-
 def _user_id(request_globals: Any) -> int | None:
     """The authenticated caller's id, read from the identity map: logging never queries."""
     principal = request_globals.get("principal")
@@ -124,7 +96,7 @@ def _user_id(request_globals: Any) -> int | None:
 
 def _request_fields() -> dict[str, Any]:
     if not has_request_context():
-        return dict(_context_fields.get() or {})
+        return dict(bound_fields())
     # The objects behind Flask's proxies, looked up once: this runs for every log line.
     current = request._get_current_object()  # type: ignore[attr-defined]
     request_globals = g._get_current_object()
@@ -136,7 +108,7 @@ def _request_fields() -> dict[str, Any]:
         "route": rule.rule if rule is not None else None,
         "client_ip": current.remote_addr,
     }
-    fields.update(request_globals.get("log_fields") or {})
+    fields.update(bound_fields())
     return fields
 
 

@@ -49,7 +49,6 @@ from sqlalchemy.engine import Engine
 from sqlalchemy.pool import QueuePool
 
 from minishop.errors import AppError, ErrorCode
-from minishop.extensions import db
 
 MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
 UNMATCHED_ROUTE = "<unmatched>"
@@ -271,11 +270,10 @@ def _watch_engine(engine: Engine) -> None:
         _watch_pool(engine.pool)
 
 
-def init_app(app: Flask, *, serve_on_app: bool) -> None:
+def init_app(app: Flask, engines: list[Engine], *, serve_on_app: bool) -> None:
     """Watch the app's database engines; serve /metrics here unless a metrics port does."""
-    with app.app_context():
-        for engine in db.engines.values():
-            _watch_engine(engine)
+    for engine in engines:
+        _watch_engine(engine)
     if serve_on_app:
         app.add_url_rule("/metrics", "metrics", _metrics_view)
 

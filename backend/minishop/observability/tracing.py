@@ -31,8 +31,8 @@ from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 from flask import Flask, Response, g, has_request_context, request
 from opentelemetry import context as otel_context
 from opentelemetry import propagate, trace
+from sqlalchemy.engine import Engine
 
-from minishop.extensions import db
 from minishop.kvstore import RedisStore
 from minishop.observability import metrics
 
@@ -183,7 +183,9 @@ def current_ids() -> Ids:
     return _active.current_ids()
 
 
-def _start_opentelemetry(app: Flask, resource: dict[str, str]) -> OpenTelemetryTracing:
+def _start_opentelemetry(
+    app: Flask, resource: dict[str, str], engines: list[Engine], store: object
+) -> OpenTelemetryTracing:
     """The process's provider and library instrumentation, once; the app's hooks, each time."""
     from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
     from opentelemetry.instrumentation.redis import RedisInstrumentor
@@ -201,8 +203,6 @@ def _start_opentelemetry(app: Flask, resource: dict[str, str]) -> OpenTelemetryT
         provider = TracerProvider(resource=Resource.create(resource), sampler=sampler)
         provider.add_span_processor(BatchSpanProcessor(OTLPSpanExporter()))
         trace.set_tracer_provider(provider)
-        with app.app_context():
-            engines = list(db.engines.values())
         # Engines made later (by other apps in this process) are caught by its create_engine
         # hook. It declares SQLAlchemy < 2.1 and would refuse our 2.1; its event hooks work
         # unchanged (the correlation test checks the SQL spans).
@@ -214,7 +214,6 @@ def _start_opentelemetry(app: Flask, resource: dict[str, str]) -> OpenTelemetryT
     tracing: OpenTelemetryTracing = _started["otel"]  # type: ignore[assignment]
     # Our own Redis client (cache, tokens, locks, nonces); the rate limiter's two commands per
     # request would add two spans to every trace that tell nothing a trace is read for.
-    store = app.extensions["kvstore"]
     if isinstance(store, RedisStore):
         RedisInstrumentor.instrument_client(
             store.client, tracer_provider=trace.get_tracer_provider()
@@ -257,13 +256,25 @@ def _echo_trace_id(response: Response) -> Response:
     return response
 
 
-def init_app(app: Flask, backend: str, *, service: str, version: str, env: str) -> None:
-    """Start `backend` for this process (once) and make `app` report through it."""
+def init_app(
+    app: Flask,
+    backend: str,
+    *,
+    service: str,
+    version: str,
+    env: str,
+    engines: list[Engine],
+    store: object,
+) -> None:
+    """Start `backend` for this process (once) and make `app` report through it.
+
+    `engines` and `store` (the key-value store) are the app's, instrumented by OpenTelemetry.
+    """
     global _active
     if backend == "otel":
         resource = {"service.name": service, "service.version": version}
         resource["deployment.environment"] = env
-        _active = _start_opentelemetry(app, resource)
+        _active = _start_opentelemetry(app, resource, engines, store)
     elif backend == "skywalking":
         skywalking = _start_skywalking(service)
         app.before_request(skywalking.name_entry_span)

@@ -14,7 +14,7 @@ from flask import Flask, Response, current_app
 from flask_cors import CORS
 from werkzeug.middleware.proxy_fix import ProxyFix
 
-from minishop.security import signature
+from minishop.security import rate_limits, signature
 
 SECURITY_HEADERS = {
     "X-Content-Type-Options": "nosniff",
@@ -22,7 +22,6 @@ SECURITY_HEADERS = {
     "Referrer-Policy": "no-referrer",
     "Content-Security-Policy": "default-src 'none'; frame-ancestors 'none'",
 }
-RATE_LIMIT_HEADERS = ("LIMIT", "REMAINING", "RESET", "RETRY_AFTER")
 CORS_ALLOW_HEADERS = [
     "Authorization",
     "Content-Type",
@@ -52,9 +51,6 @@ def init_app(app: Flask) -> None:
             app,
             resources={r"/api/*": {"origins": origins}},
             allow_headers=CORS_ALLOW_HEADERS,
-            expose_headers=[
-                "X-Request-ID",
-                *(app.config[f"RATELIMIT_HEADER_{name}"] for name in RATE_LIMIT_HEADERS),
-            ],
+            expose_headers=["X-Request-ID", *rate_limits.HEADERS],
             max_age=600,
         )

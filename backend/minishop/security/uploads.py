@@ -16,6 +16,7 @@ import io
 import warnings
 import zipfile
 from dataclasses import dataclass
+from datetime import UTC, datetime
 
 import filetype
 from PIL import Image, ImageOps
@@ -131,3 +132,29 @@ def check_url_signature(secret: str, key: str, expires: int, signature: str, now
         raise AppError(ErrorCode.FORBIDDEN, "invalid file URL signature")
     if expires < now:
         raise AppError(ErrorCode.FORBIDDEN, "file URL has expired")
+
+
+@dataclass(frozen=True)
+class SignedUrl:
+    key: str
+    url: str
+    expires_at: datetime
+
+
+class FileUrls:
+    """Expiring download URLs `<base_url>/files/<key>?expires=...&signature=...`."""
+
+    def __init__(self, secret: str, ttl_seconds: int, base_url: str) -> None:
+        self._secret = secret
+        self.ttl_seconds = ttl_seconds
+        self.base_url = base_url.rstrip("/")
+
+    def sign(self, key: str, now: float) -> SignedUrl:
+        """A URL for `key` that works until `ttl_seconds` after `now`."""
+        expires = int(now) + self.ttl_seconds
+        signature = url_signature(self._secret, key, expires)
+        url = f"{self.base_url}/files/{key}?expires={expires}&signature={signature}"
+        return SignedUrl(key, url, datetime.fromtimestamp(expires, UTC))
+
+    def check(self, key: str, expires: int, signature: str, now: float) -> None:
+        check_url_signature(self._secret, key, expires, signature, now)

@@ -4,10 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from enum import StrEnum
-from functools import partial
 from typing import Any
-
-from flask import Flask, current_app
 
 from minishop.wechat.access_token import AccessTokenManager
 from minishop.wechat.client import (
@@ -18,7 +15,6 @@ from minishop.wechat.client import (
     Code2Session,
     Endpoint,
     WeChatHttp,
-    fetch_stable_token,
 )
 from minishop.wechat.errors import NO_SUBSCRIPTION, TOKEN_ERRCODES, WeChatApiError
 
@@ -41,11 +37,19 @@ class SubscribeOutcome(StrEnum):
 
 
 class MiniProgramClient:
-    def __init__(self, http: WeChatHttp, appid: str, secret: str, tokens: AccessTokenManager):
+    def __init__(
+        self,
+        http: WeChatHttp,
+        appid: str,
+        secret: str,
+        tokens: AccessTokenManager,
+        miniprogram_state: str,
+    ) -> None:
         self.http = http
         self.appid = appid
         self.secret = secret
         self.tokens = tokens
+        self.miniprogram_state = miniprogram_state  # which build a subscribe message opens
 
     def code2session(self, code: str) -> Code2Session:
         answer = self.http.call(
@@ -95,7 +99,7 @@ class MiniProgramClient:
             "template_id": template_id,
             "page": page,
             "data": {key: {"value": value} for key, value in data.items()},
-            "miniprogram_state": current_app.config["WECHAT_MINIPROGRAM_STATE"],
+            "miniprogram_state": self.miniprogram_state,
             "lang": "zh_CN",
         }
         try:
@@ -105,26 +109,3 @@ class MiniProgramClient:
                 return SubscribeOutcome.NO_SUBSCRIPTION
             raise
         return SubscribeOutcome.SENT
-
-
-def init_app(app: Flask) -> None:
-    config = app.config
-    http = WeChatHttp(
-        config["WECHAT_API_BASE"],
-        connect_timeout=config["WECHAT_CONNECT_TIMEOUT_SECONDS"],
-        total_timeout=config["WECHAT_TIMEOUT_SECONDS"],
-    )
-    appid, secret = config["WECHAT_APPID"], config["WECHAT_SECRET"]
-    tokens = AccessTokenManager(
-        app.extensions["kvstore"],
-        appid,
-        partial(fetch_stable_token, http, appid, secret),
-        refresh_ahead_seconds=config["WECHAT_TOKEN_REFRESH_AHEAD_SECONDS"],
-        wait_seconds=config["WECHAT_TIMEOUT_SECONDS"],
-    )
-    app.extensions["wechat"] = MiniProgramClient(http, appid, secret, tokens)
-
-
-def wechat() -> MiniProgramClient:
-    client: MiniProgramClient = current_app.extensions["wechat"]
-    return client

@@ -13,7 +13,7 @@ from minishop.extensions import db
 from minishop.models import Order, OrderStatus
 from tests.api.test_orders import place
 from tests.conftest import bearer
-from tests.signing import send_signed
+from tests.signing import send_signed, signed_headers
 from tests.test_errors import assert_envelope
 
 LogIn = Callable[..., dict[str, Any]]
@@ -142,7 +142,8 @@ def test_admin_lists_orders_by_status_and_time_and_ships_paid_ones(
     db.session.commit()
 
     def listed(query: str) -> list[str]:
-        response = client.get(f"/api/v1/admin/orders?{query}", headers=bearer(admin))
+        headers = signed_headers(admin, "GET", "/api/v1/admin/orders", query=query)
+        response = client.get(f"/api/v1/admin/orders?{query}", headers=headers)
         return [o["order_no"] for o in assert_envelope(response, 200, 0)["data"]["items"]]
 
     assert listed("") == [paid, unpaid]

@@ -5,16 +5,18 @@ from __future__ import annotations
 import base64
 import time
 from collections.abc import Callable
+from datetime import timedelta
 from typing import Any
 
 import pytest
 from flask.testing import FlaskClient
+from sqlalchemy import select
 
-from minishop import config, create_app
+from minishop import config, create_app, extensions
 from minishop.domain.auth import SESSION_KEY_PURPOSE
 from minishop.extensions import db
-from minishop.models import AuthSession, User
-from minishop.security.keys import field_cipher
+from minishop.models import AuthSession, RefreshToken, User
+from minishop.security.tokens import hash_refresh_token
 from tests.conftest import bearer
 from tests.signing import send_signed
 from tests.test_errors import assert_envelope
@@ -44,7 +46,10 @@ def test_login_returns_tokens_sign_key_and_user(
     session = db.session.query(AuthSession).filter_by(user_id=user.id).one()
     session_key = emulator.user(login_code.openid)["session_key"]
     assert session_key not in session.session_key_encrypted
-    assert field_cipher().decrypt(session.session_key_encrypted, SESSION_KEY_PURPOSE) == session_key
+    assert (
+        extensions.field_cipher.get().decrypt(session.session_key_encrypted, SESSION_KEY_PURPOSE)
+        == session_key
+    )
     assert session_key not in str(body)
 
 
@@ -134,24 +139,70 @@ def test_refresh_rotates_the_pair(client: FlaskClient, log_in: LogIn) -> None:
     assert_envelope(client.get("/api/v1/users/me", headers=bearer(pair)), 200, 0)
 
 
-def test_reusing_a_rotated_refresh_token_revokes_the_whole_family(
-    client: FlaskClient, log_in: LogIn
+def refresh(client: FlaskClient, refresh_token: str) -> Any:
+    return client.post("/api/v1/auth/refresh", json={"refresh_token": refresh_token})
+
+
+def age_rotation(refresh_token: str, seconds: float) -> None:
+    """Pretend `refresh_token` was rotated away `seconds` ago."""
+    row = db.session.scalars(
+        select(RefreshToken).where(RefreshToken.token_hash == hash_refresh_token(refresh_token))
+    ).one()
+    assert row.used_at is not None
+    row.used_at -= timedelta(seconds=seconds)
+    db.session.commit()
+
+
+def test_reusing_a_rotated_refresh_token_after_the_grace_period_revokes_the_whole_family(
+    settings: config.TestingSettings, client: FlaskClient, log_in: LogIn
 ) -> None:
     stolen = log_in()
-    rotated = client.post(
-        "/api/v1/auth/refresh", json={"refresh_token": stolen["refresh_token"]}
-    ).get_json()["data"]
+    rotated = refresh(client, stolen["refresh_token"]).get_json()["data"]
+    age_rotation(stolen["refresh_token"], settings.REFRESH_TOKEN_REUSE_GRACE_SECONDS + 1)
 
-    replay = client.post("/api/v1/auth/refresh", json={"refresh_token": stolen["refresh_token"]})
-    assert_envelope(replay, 401, 40100)
+    assert_envelope(refresh(client, stolen["refresh_token"]), 401, 40100)
 
     # every token of that login is now dead: the newest refresh token and both access tokens
-    reuse_newest = client.post(
-        "/api/v1/auth/refresh", json={"refresh_token": rotated["refresh_token"]}
-    )
-    assert_envelope(reuse_newest, 401, 40100)
+    assert_envelope(refresh(client, rotated["refresh_token"]), 401, 40100)
     for tokens in (stolen, rotated):
         assert_envelope(client.get("/api/v1/users/me", headers=bearer(tokens)), 401, 40100)
+
+
+def test_a_refresh_retried_within_the_grace_period_gets_the_same_pair(
+    settings: config.TestingSettings, client: FlaskClient, log_in: LogIn
+) -> None:
+    """A mini-program whose refresh timed out retries it: it must not log itself out."""
+    first = log_in()
+    rotated = assert_envelope(refresh(client, first["refresh_token"]), 200, 0)["data"]
+    age_rotation(first["refresh_token"], settings.REFRESH_TOKEN_REUSE_GRACE_SECONDS - 2)
+
+    retried = assert_envelope(refresh(client, first["refresh_token"]), 200, 0)["data"]
+    assert retried["access_token"] == rotated["access_token"]
+    assert retried["refresh_token"] == rotated["refresh_token"]
+    assert 0 < retried["expires_in"] <= rotated["expires_in"]
+    assert_envelope(client.get("/api/v1/users/me", headers=bearer(retried)), 200, 0)
+
+    # the session lives on: the new refresh token rotates normally, and only the latest
+    # rotation keeps a readable successor
+    newest = assert_envelope(refresh(client, rotated["refresh_token"]), 200, 0)["data"]
+    assert_envelope(client.get("/api/v1/users/me", headers=bearer(newest)), 200, 0)
+    kept = db.session.scalars(
+        select(RefreshToken.token_hash).where(RefreshToken.successor_encrypted.is_not(None))
+    ).all()
+    assert kept == [hash_refresh_token(rotated["refresh_token"])]
+
+
+def test_a_successor_is_stored_encrypted(client: FlaskClient, log_in: LogIn) -> None:
+    first = log_in()
+    rotated = assert_envelope(refresh(client, first["refresh_token"]), 200, 0)["data"]
+    stored = db.session.scalar(
+        select(RefreshToken.successor_encrypted).where(
+            RefreshToken.token_hash == hash_refresh_token(first["refresh_token"])
+        )
+    )
+    assert stored is not None
+    assert rotated["refresh_token"] not in stored
+    assert rotated["access_token"] not in stored
 
 
 def test_refresh_rejects_unknown_and_expired_tokens(

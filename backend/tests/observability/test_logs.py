@@ -15,11 +15,11 @@ from flask_openapi3 import APIBlueprint
 from minishop import create_app
 from minishop.config import Settings
 from minishop.envelope import ok
+from minishop.observability.log_context import bind_log_fields
 from minishop.observability.logs import (
     BUSINESS_FIELDS,
     OPTIONAL_FIELDS,
     SCHEMA_FIELDS,
-    bind_log_fields,
     scrub,
 )
 from tests.conftest import bearer

@@ -7,8 +7,7 @@ import threading
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
-from minishop import config, create_app
-from minishop.wechat.miniprogram import wechat
+from minishop import config, create_app, extensions
 from wechat_emulator.testing import EmulatorControl
 
 THREADS_PER_PROCESS = 16
@@ -24,7 +23,7 @@ def ask_for_tokens_at_once(
     def ask() -> str:
         barrier.wait()
         with app.app_context():
-            return wechat().tokens.get()
+            return extensions.wechat.get().tokens.get()
 
     with ThreadPoolExecutor(THREADS_PER_PROCESS) as pool:
         ready.put(True)
@@ -65,8 +64,8 @@ def test_the_token_is_refreshed_ahead_of_expiry(
     emulator.configure(token_ttl_seconds=400)
     app = create_app(settings.model_copy(update={"WECHAT_TOKEN_REFRESH_AHEAD_SECONDS": 300}))
     with app.app_context():
-        first = wechat().tokens.get()
-        assert wechat().tokens.get() == first  # 400 s left: still fresh
+        first = extensions.wechat.get().tokens.get()
+        assert extensions.wechat.get().tokens.get() == first  # 400 s left: still fresh
         assert len(emulator.calls("stable_token")) == 1
 
     emulator.configure(token_ttl_seconds=7200)
@@ -75,6 +74,6 @@ def test_the_token_is_refreshed_ahead_of_expiry(
         settings.model_copy(update={"WECHAT_TOKEN_REFRESH_AHEAD_SECONDS": 500})
     )
     with short_margin.app_context():
-        second = wechat().tokens.get()  # 400 s left < 500 s margin: refresh now
+        second = extensions.wechat.get().tokens.get()  # 400 s left < 500 s margin: refresh now
     assert second != first
     assert len(emulator.calls("stable_token")) == 2

@@ -4,8 +4,9 @@ from typing import Any
 
 import pytest
 
+from minishop import extensions
 from minishop.wechat.legacy_crypto import EncryptedDataError, decrypt_encrypted_data
-from minishop.wechat.miniprogram import SubscribeOutcome, wechat
+from minishop.wechat.miniprogram import SubscribeOutcome
 from wechat_emulator.testing import EmulatorControl
 
 # WeChat's own public sample for encryptedData (also in wechatpy's tests): see wechat-api.md.
@@ -56,12 +57,15 @@ def test_subscribe_message_is_sent_when_the_user_subscribed(
     emulator.grant_subscription(openid, "order-paid", count=1)
 
     data = {"thing1": "龙井茶", "amount2": "168.00"}
-    assert wechat().send_subscribe_message(openid, "order-paid", data) == SubscribeOutcome.SENT
+    assert (
+        extensions.wechat.get().send_subscribe_message(openid, "order-paid", data)
+        == SubscribeOutcome.SENT
+    )
     (message,) = emulator.messages("subscribe")
     assert message["touser"] == openid
     assert message["data"]["thing1"] == {"value": "龙井茶"}
 
     # the one subscription is spent: WeChat says 43101, which is a normal outcome for us
-    outcome = wechat().send_subscribe_message(openid, "order-paid", data)
+    outcome = extensions.wechat.get().send_subscribe_message(openid, "order-paid", data)
     assert outcome == SubscribeOutcome.NO_SUBSCRIPTION
     assert len(emulator.messages("subscribe")) == 1

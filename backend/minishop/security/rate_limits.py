@@ -11,6 +11,8 @@ keys need the caller) and before the signature and body checks, so even a malfor
 counts. Over a limit: 429/42900 with `Retry-After` and `X-RateLimit-*` (on other responses only
 with RATELIMIT_HEADERS_ENABLED, which costs a Redis round trip each). When Redis is down the
 limiter lets requests through (`RATELIMIT_SWALLOW_ERRORS`, default on) and logs each failure.
+
+The limiter is built per app by `build_limiter` (extensions.py calls it in create_app).
 """
 
 from __future__ import annotations
@@ -19,12 +21,13 @@ import logging
 import math
 import time
 from collections.abc import Callable
+from functools import partial
 from typing import TypeVar
 
 from flask import Flask, Response, current_app, g, request
 from flask_limiter import Limit, Limiter, RequestLimit
-from werkzeug.http import http_date
 
+from minishop.config import Settings
 from minishop.domain.auth import Principal
 from minishop.observability import metrics
 
@@ -91,7 +94,15 @@ def _count_breach(limit: RequestLimit) -> None:
     log.info("rate limited: %s on %s", limit.limit, route)
 
 
-def _describe_breach(response: Response) -> Response:
+# Flask-Limiter's default header names; a 429 always carries them.
+HEADER_LIMIT = "X-RateLimit-Limit"
+HEADER_REMAINING = "X-RateLimit-Remaining"
+HEADER_RESET = "X-RateLimit-Reset"
+HEADER_RETRY_AFTER = "Retry-After"
+HEADERS = (HEADER_LIMIT, HEADER_REMAINING, HEADER_RESET, HEADER_RETRY_AFTER)
+
+
+def _describe_breach(limiter: Limiter, response: Response) -> Response:
     """A 429 always says which limit and for how long, whatever RATELIMIT_HEADERS_ENABLED says.
 
     Headers on every response cost a second Redis round trip per request (the window's state),
@@ -99,37 +110,33 @@ def _describe_breach(response: Response) -> Response:
     floors `Retry-After`, and a client that waited exactly that long could be refused again:
     here it is rounded up. Registered before the limiter, so it runs after the limiter's own hook.
     """
-    limit = limiter().current_limit
+    limit = limiter.current_limit
     if response.status_code != 429 or limit is None or not limit.breached:
         return response
-    config = current_app.config
     reset_at = limit.window.reset_time
-    wait = max(1, math.ceil(reset_at - time.time()))
-    response.headers[config["RATELIMIT_HEADER_LIMIT"]] = str(limit.limit.amount)
-    response.headers[config["RATELIMIT_HEADER_REMAINING"]] = "0"
-    response.headers[config["RATELIMIT_HEADER_RESET"]] = str(math.ceil(reset_at))
-    response.headers[config["RATELIMIT_HEADER_RETRY_AFTER"]] = (
-        str(wait)
-        if config["RATELIMIT_HEADER_RETRY_AFTER_VALUE"] == "delta-seconds"
-        else http_date(time.time() + wait)
-    )
+    response.headers[HEADER_LIMIT] = str(limit.limit.amount)
+    response.headers[HEADER_REMAINING] = "0"
+    response.headers[HEADER_RESET] = str(math.ceil(reset_at))
+    response.headers[HEADER_RETRY_AFTER] = str(max(1, math.ceil(reset_at - time.time())))
     return response
 
 
-def init_app(app: Flask) -> None:
-    """One limiter per app: Flask-Limiter keeps its storage on the instance."""
-    app.after_request(_describe_breach)
-    config = app.config
+def build_limiter(settings: Settings) -> Limiter:
+    """One limiter per app (Flask-Limiter keeps its storage on the instance); `install` binds it."""
     defaults: list[str | Callable[[], str] | Limit] = [
-        limit for limit in [config["RATELIMIT_DEFAULT"]] if limit
+        limit for limit in [settings.RATELIMIT_DEFAULT] if limit
     ]
     defaults.append(Limit(_named_limit_value, key_function=_named_limit_key, scope="named"))
-    app_limiter = Limiter(client_ip, default_limits=defaults, on_breach=_count_breach)
-    app_limiter.request_filter(lambda: request.path in EXEMPT_PATHS)
-    app_limiter.init_app(app)
-    app.extensions["minishop_limiter"] = app_limiter
+    limiter = Limiter(client_ip, default_limits=defaults, on_breach=_count_breach)
+    limiter.request_filter(lambda: request.path in EXEMPT_PATHS)
+    return limiter
 
 
-def limiter() -> Limiter:
-    app_limiter: Limiter = current_app.extensions["minishop_limiter"]
-    return app_limiter
+def install(app: Flask, limiter: Limiter) -> None:
+    """Register the limiter's request hook now: the caller decides where it runs among its own.
+
+    Our 429 headers are registered first, so they run after the limiter's own (Flask runs
+    `after_request` functions in reverse).
+    """
+    app.after_request(partial(_describe_breach, limiter))
+    limiter.init_app(app)
