@@ -17,7 +17,8 @@ test_deps=(
   mariadbd-safe mariadb-server
   mariadb-admin mariadb-client
   redis-server redis-server
-  node nodejs # runs the mini-program's signing snippet (docs/request-signature.js) in a test
+  node nodejs       # runs the mini-program's signing snippet (docs/request-signature.js) in a test
+  chromium chromium # renders the API reference page (/docs) in a test
 )
 bench_deps=(
   "${test_deps[@]}" # make loadtest / make bench start the same servers the tests use

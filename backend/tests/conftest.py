@@ -1,15 +1,13 @@
 """Test fixtures: real MariaDB and Redis servers, started once per session on free loopback ports.
 
 pytest-mysql and pytest-redis start the servers from the installed binaries in temporary
-directories (found on PATH or in /usr/sbin). When a binary is missing the tests
-that need it are skipped with the apt command to run, except under CI=true, where they fail:
-a CI run must never turn green by skipping what it could not start.
+directories (found on PATH or in /usr/sbin). When a binary is missing the tests that need it
+are skipped with the apt command to run, except on a CI runner, where they fail (tests/ci.py).
 """
 
 from __future__ import annotations
 
 import os
-import shutil
 import subprocess
 import sys
 import time
@@ -35,27 +33,13 @@ from minishop import create_app
 from minishop.config import TestingSettings
 from minishop.extensions import db
 from minishop.models import Category, Product, ProductStatus, Role, User
+from tests.ci import binary, require_binaries
 from wechat_emulator.testing import EmulatorControl, EmulatorProcess
 
 BACKEND_DIR = Path(__file__).resolve().parent.parent
 MIGRATIONS_DIR = str(BACKEND_DIR / "migrations")
-IN_CI = os.environ.get("CI", "").lower() == "true"
 
-SERVER_PACKAGES = {
-    "mariadbd": "mariadb-server",
-    "mariadb-install-db": "mariadb-server",
-    "mariadbd-safe": "mariadb-server",
-    "mariadb-admin": "mariadb-client",
-    "redis-server": "redis-server",
-}
-
-# Server binaries live in /usr/sbin, which is not on every user's PATH.
-BINARY_PATH = os.pathsep.join([os.environ.get("PATH", ""), "/usr/sbin", "/sbin"])
-
-
-def binary(name: str) -> str:
-    return shutil.which(name, path=BINARY_PATH) or name
-
+pytest_plugins = ("pytester",)  # tests/test_ci.py runs pytest in a subprocess
 
 MARIADB_INSTALL_DB = BACKEND_DIR.parent / "tools" / "mariadb-install-db.sh"
 mariadb_proc = mysql_factories.mysql_proc(
@@ -66,20 +50,6 @@ mariadb_proc = mysql_factories.mysql_proc(
     install_db=str(MARIADB_INSTALL_DB),
 )
 redis_server_proc = redis_factories.redis_proc(executable=binary("redis-server"), port=None)
-
-
-def require_binaries(*names: str) -> None:
-    missing = [name for name in names if shutil.which(name, path=BINARY_PATH) is None]
-    if not missing:
-        return
-    packages = " ".join(sorted({SERVER_PACKAGES[name] for name in missing}))
-    message = (
-        f"missing {', '.join(missing)}: install with "
-        f"`apt-get install -y --no-install-recommends {packages}` (make test does this as root)"
-    )
-    if IN_CI:
-        pytest.fail(message)
-    pytest.skip(message)
 
 
 def create_database(server: MySQLExecutor, name: str) -> str:

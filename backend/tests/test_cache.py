@@ -18,7 +18,7 @@ from sqlalchemy import event
 
 from minishop import config, create_app, extensions
 from minishop.extensions import db
-from tests.conftest import binary
+from tests.ci import binary
 
 CONCURRENT_REQUESTS = 50
 redis_to_stop = redis_factories.redis_proc(executable=binary("redis-server"), port=None)

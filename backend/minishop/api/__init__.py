@@ -9,7 +9,18 @@ from flask import Response, current_app, jsonify, request
 from flask_openapi3 import OpenAPI
 from werkzeug.exceptions import BadRequest
 
-from minishop.api import admin, auth, files, guards, health, openapi_doc, orders, products, users
+from minishop.api import (
+    admin,
+    auth,
+    docs,
+    files,
+    guards,
+    health,
+    openapi_doc,
+    orders,
+    products,
+    users,
+)
 from minishop.errors import AppError, ErrorCode
 
 BLUEPRINTS = (health.bp, auth.bp, users.bp, products.bp, orders.bp, admin.bp, files.bp)
@@ -49,3 +60,4 @@ def init_app(app: OpenAPI) -> None:
     for blueprint in BLUEPRINTS:
         app.register_api(blueprint)
     app.add_url_rule("/openapi.json", "openapi_document", _openapi_document)
+    app.register_blueprint(docs.bp)  # HTML for people: outside the API and its document

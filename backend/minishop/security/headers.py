@@ -3,8 +3,10 @@
 - `X-Forwarded-For`/`-Proto` are believed only for `TRUSTED_PROXY_COUNT` hops (werkzeug ProxyFix),
   so a client cannot pick its own IP for the rate limiter or the logs.
 - Every response says nosniff, may not be framed, leaks no referrer and, being JSON or a file,
-  may not load anything (CSP `default-src 'none'`). HSTS only where `HSTS_MAX_AGE_SECONDS` is set
-  (production): on plain-HTTP local runs it would pin browsers to HTTPS.
+  may not load anything (CSP `default-src 'none'`). A view that sets its own policy keeps it:
+  the API reference page (api/docs.py) loads this origin's scripts and styles.
+- HSTS only where `HSTS_MAX_AGE_SECONDS` is set (production): on plain-HTTP local runs it would
+  pin browsers to HTTPS.
 - CORS only for `CORS_ORIGINS`: the mini-program (wx.request) needs none; a web console would.
 """
 

@@ -37,8 +37,14 @@ log = logging.getLogger(__name__)
 
 NAMED_LIMIT = "minishop_named_limit"
 NAMED_LIMITS = ("RATELIMIT_LOGIN", "RATELIMIT_ORDERS", "RATELIMIT_UPLOADS")
-# Probes and the scrape endpoint answer infrastructure, which must never be throttled.
-EXEMPT_PATHS = frozenset({"/healthz", "/readyz", "/metrics"})
+# Probes and the scrape endpoint answer infrastructure, which must never be throttled; the API
+# reference (/docs and its static files) would spend a reader's budget on files that never change.
+EXEMPT_PATHS = frozenset({"/healthz", "/readyz", "/metrics", "/docs"})
+EXEMPT_PREFIXES = ("/docs/",)
+
+
+def _is_exempt() -> bool:
+    return request.path in EXEMPT_PATHS or request.path.startswith(EXEMPT_PREFIXES)
 
 
 def client_ip() -> str:
@@ -128,7 +134,7 @@ def build_limiter(settings: Settings) -> Limiter:
     ]
     defaults.append(Limit(_named_limit_value, key_function=_named_limit_key, scope="named"))
     limiter = Limiter(client_ip, default_limits=defaults, on_breach=_count_breach)
-    limiter.request_filter(lambda: request.path in EXEMPT_PATHS)
+    limiter.request_filter(_is_exempt)
     return limiter
 
 

@@ -8,14 +8,11 @@ two implementations fails here rather than on a phone.
 from __future__ import annotations
 
 import json
-import shutil
 import subprocess
 from pathlib import Path
 
-import pytest
-
 from minishop.security import signature
-from tests.conftest import IN_CI
+from tests.ci import binary, require_binaries
 from tests.security.test_signature import VECTORS, python_signing
 
 SNIPPET = Path(__file__).resolve().parents[3] / "docs/request-signature.js"
@@ -38,12 +35,8 @@ EXTRA_QUERIES = [
 
 
 def test_the_javascript_snippet_matches_the_vectors_and_the_python_helper() -> None:
-    node = shutil.which("node")
-    if node is None:
-        message = "node is not installed (apt-get install -y nodejs)"
-        if IN_CI:
-            pytest.fail(message)
-        pytest.skip(message)
+    require_binaries("node")
+    node = binary("node")
     extra = [
         {
             "method": "get",

@@ -1,4 +1,8 @@
-"""POST /wxa/msg_sec_check (v2): content security against the configured content rules."""
+"""POST /wxa/msg_sec_check: content security 1.0 and 2.0 against the configured content rules.
+
+2.0 (`version: 2`, what MiniShop sends) answers a verdict per user and scene. 1.0 (no `version`,
+what wechatpy's check_text_security still sends) answers errcode 0 or 87014.
+"""
 
 from __future__ import annotations
 
@@ -123,3 +127,59 @@ def test_needs_a_valid_token(wx: WeChatApi, openid: str) -> None:
     body = {"content": "x", "version": 2, "scene": 1, "openid": openid}
     assert_error(wx.post(PATH, body), 41001)
     assert_error(wx.post(PATH, body, access_token=NOT_ISSUED), 40001)
+
+
+def check_v1(wx: WeChatApi, content: Any) -> Any:
+    """The call wechatpy's check_text_security makes."""
+    return wx.post(PATH, {"content": content}, access_token=wx.stable_token())
+
+
+def test_v1_ordinary_content_is_ok(wx: WeChatApi) -> None:
+    assert check_v1(wx, "Lovely tea, fast delivery") == {"errcode": 0, "errmsg": "ok"}
+
+
+@pytest.mark.parametrize(
+    "content", [f"nickname {WECHAT_SAMPLE}", "this is EMULATOR-RISKY stuff", "兼职刷单"]
+)
+def test_v1_risky_content_is_87014(wx: WeChatApi, content: str) -> None:
+    answer = check_v1(wx, content)
+    assert_error(answer, 87014)
+    assert answer["errmsg"].startswith("risky content")
+    assert "result" not in answer
+
+
+@pytest.mark.parametrize("content", ["emulator-review me", "加微信 领红包"])
+def test_v1_has_no_review_so_review_words_are_ok(wx: WeChatApi, content: str) -> None:
+    assert check_v1(wx, content) == {"errcode": 0, "errmsg": "ok"}
+
+
+def test_v1_needs_no_user(wx: WeChatApi, control: EmulatorControl) -> None:
+    """1.0 checks the text alone: no openid, so no recent visit either."""
+    control.advance_clock(86_400)
+    assert check_v1(wx, "hello")["errcode"] == 0
+
+
+def test_v1_uses_the_configured_rules(wx: WeChatApi, control: EmulatorControl) -> None:
+    control.configure(content_rules=[{"keyword": "durian", "suggest": "risky", "label": 20012}])
+    assert_error(check_v1(wx, "Durian cake"), 87014)
+    assert check_v1(wx, "emulator-risky")["errcode"] == 0
+
+
+def test_v1_escaped_unicode_is_not_decoded(wx: WeChatApi, http: requests.Session) -> None:
+    response = http.post(
+        f"{wx.base_url}{PATH}",
+        params={"access_token": wx.stable_token()},
+        data=json.dumps({"content": "兼职刷单"}),
+        timeout=5,
+    )
+    assert response.json() == {"errcode": 0, "errmsg": "ok"}
+
+
+@pytest.mark.parametrize("body", [{}, {"content": None}, {"content": 5}, {"content": ["x"]}])
+def test_v1_without_text_content_is_47001(wx: WeChatApi, body: Any) -> None:
+    assert_error(wx.post(PATH, body, access_token=wx.stable_token()), 47001)
+
+
+def test_v1_needs_a_valid_token(wx: WeChatApi) -> None:
+    assert_error(wx.post(PATH, {"content": "x"}), 41001)
+    assert_error(wx.post(PATH, {"content": "x"}, access_token=NOT_ISSUED), 40001)

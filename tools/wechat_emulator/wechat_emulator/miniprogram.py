@@ -64,10 +64,12 @@ ERRMSGS: dict[int, str] = {
     47001: "data format error",
     47003: "argument invalid!",
     61010: "user access record timeout",
+    87014: "risky content",
 }
 # A superseded token past its grace period is "not latest": 40001, like an unknown one.
 TOKEN_ERRCODES = TokenErrcodes(missing=41001, unknown=40001, expired=42001, superseded=40001)
 BAD_BODY = 47001
+RISKY_CONTENT = 87014  # content security 1.0's only verdict besides errcode 0
 
 SCENES = range(1, 5)  # 1 profile, 2 comment, 3 forum, 4 social log
 MINIPROGRAM_STATES = ("developer", "trial", "formal")
@@ -249,15 +251,36 @@ def getuserphonenumber() -> ResponseReturnValue:
 @bp.route("/wxa/msg_sec_check", methods=["GET", "POST"])
 @endpoint("msg_sec_check")
 def msg_sec_check() -> ResponseReturnValue:
-    """Content security v2: pass, review or risky, from the configured content rules."""
+    """Content security from the configured content rules, in the version the body asks for.
+
+    2.0 (`version: 2`, with openid and scene): pass, review or risky, for a user who visited
+    recently. 1.0 (no `version`, only `content`; wechatpy still sends it): errcode 0 or 87014.
+    """
     _require_post()
     state = current_state()
     with state.lock:
         _check_token(state, state.clock.now())
     body = json_object(BAD_BODY)
-    content, openid = body.get("content"), body.get("openid")
-    version, scene = body.get("version"), body.get("scene")
-    if not isinstance(content, str) or not isinstance(openid, str) or version != 2:
+    content = body.get("content")
+    if not isinstance(content, str):
+        raise WeChatError(BAD_BODY)
+    if "version" not in body:
+        return _check_v1(state, content)
+    return _check_v2(state, content, body)
+
+
+def _check_v1(state: State, content: str) -> ResponseReturnValue:
+    """1.0 has no "review": only a risky word blocks the text."""
+    with state.lock:
+        rules = state.settings.content_rules
+    if any(rule.suggest == "risky" for rule in _hits(_as_matched(content), rules)):
+        raise WeChatError(RISKY_CONTENT)
+    return {"errcode": 0, "errmsg": "ok"}
+
+
+def _check_v2(state: State, content: str, body: dict[str, Any]) -> ResponseReturnValue:
+    openid, version, scene = body.get("openid"), body.get("version"), body.get("scene")
+    if not isinstance(openid, str) or version != 2:
         raise WeChatError(BAD_BODY)
     if not isinstance(scene, int) or isinstance(scene, bool) or scene not in SCENES:
         raise WeChatError(BAD_BODY)
@@ -267,16 +290,29 @@ def msg_sec_check() -> ResponseReturnValue:
         window = settings.visit_window_seconds
         if window and now - user.last_visit > window:
             raise WeChatError(61010)
+    return {
+        "errcode": 0,
+        "errmsg": "ok",
+        **_assess(_as_matched(content), settings.content_rules, now),
+    }
+
+
+def _as_matched(content: str) -> str:
+    """The text WeChat matches content words against: escapes in the raw body stay as they are."""
     if _UNICODE_ESCAPE.search(request.get_data(cache=True)):
         # The client sent \uXXXX escapes (json.dumps' default): WeChat does not decode them, so
         # only ASCII words can match. This is how a real "everything passes" bug shows up.
-        content = json.dumps(content)[1:-1]
-    return {"errcode": 0, "errmsg": "ok", **_assess(content, settings.content_rules, now)}
+        return json.dumps(content)[1:-1]
+    return content
+
+
+def _hits(content: str, rules: tuple[ContentRule, ...]) -> list[ContentRule]:
+    text = content.casefold()
+    return [rule for rule in rules if rule.keyword.casefold() in text]
 
 
 def _assess(content: str, rules: tuple[ContentRule, ...], now: float) -> dict[str, Any]:
-    text = content.casefold()
-    hits = [rule for rule in rules if rule.keyword.casefold() in text]
+    hits = _hits(content, rules)
     ranked = [rule for rule in hits if rule.suggest == "risky"] + [
         rule for rule in hits if rule.suggest == "review"
     ]
