@@ -11,7 +11,9 @@ FLASK := cd backend && ../$(BIN)/flask --app minishop
 .PHONY: help run test lint fmt migrate seed deps dev-deps lock clean bench bench-tuning loadtest bench-observability
 
 help: ## list the targets
-	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-10s %s\n", $$1, $$2}'
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) \
+	  | awk -F':.*## ' '{name[NR] = $$1; text[NR] = $$2; if (length($$1) > w) w = length($$1)} \
+	    END {for (i = 1; i <= NR; i++) printf "  %-*s  %s\n", w, name[i], text[i]}'
 
 $(BIN)/uv:
 	$(PYTHON) -m venv $(VENV)
@@ -39,7 +41,7 @@ migrate: deps ## apply database migrations (flask db upgrade)
 seed: deps ## insert the demo catalog (idempotent)
 	$(FLASK) seed
 
-run: migrate seed ## migrate, seed, start the WeChat emulator and serve on 127.0.0.1:$${PORT:-8000}
+run: migrate seed ## migrate, seed, start the WeChat emulator and serve on 127.0.0.1:PORT (8000)
 	exec tools/run-local.sh
 
 test: dev-deps ## the whole test suite against real MariaDB and Redis, with coverage

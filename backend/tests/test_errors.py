@@ -19,7 +19,7 @@ from minishop.api.common import StrictBody
 from minishop.envelope import ok
 from minishop.errors import AppError, ErrorCode
 
-README = Path(__file__).resolve().parents[2] / "README.md"
+API_CONTRACT = Path(__file__).resolve().parents[2] / "docs" / "api.md"
 
 
 class EchoBody(StrictBody):
@@ -189,7 +189,7 @@ def test_request_id_is_echoed_when_sane_and_generated_otherwise(probe_client: Fl
 
 
 def test_error_codes_match_the_documented_table() -> None:
-    """ErrorCode must be exactly the README's table (DESIGN.md's): nothing missing or extra."""
-    rows = re.findall(r"^\| (\d+) \| (\d+)(?:/\d+)? \| (.+?) \|$", README.read_text(), re.M)
+    """ErrorCode must be exactly the table of docs/api.md: nothing missing or extra."""
+    rows = re.findall(r"^\| (\d+) \| (\d+)(?:/\d+)? \| (.+?) \|$", API_CONTRACT.read_text(), re.M)
     documented = {int(code): int(status) for code, status, _ in rows}
     assert documented == {code.value: code.http_status for code in ErrorCode}
