@@ -8,7 +8,7 @@ from flask import Response
 from flask_openapi3 import APIBlueprint, Tag
 from pydantic import BaseModel, Field, model_validator
 
-from minishop.api.common import Page, PageQuery, StrictBody
+from minishop.api.common import MAX_INT_COLUMN, Id, Page, PageQuery, StrictBody
 from minishop.api.guards import BEARER_SECURITY, admin_required, signed
 from minishop.api.orders import OrderOut, OrderPath, order_page
 from minishop.api.products import CategoryOut, ProductDetailOut
@@ -38,15 +38,15 @@ class CategoryPatch(StrictBody):
 
 
 class CategoryPath(BaseModel):
-    category_id: int = Field(ge=1)
+    category_id: Id
 
 
 class ProductPath(BaseModel):
-    product_id: int = Field(ge=1)
+    product_id: Id
 
 
 class ProductBody(StrictBody):
-    category_id: int = Field(ge=1)
+    category_id: Id
     title: str = Field(min_length=1, max_length=128)
     description: str = Field("", max_length=5000)
     price_fen: int = Field(ge=0, le=100_000_000)
@@ -56,8 +56,10 @@ class ProductBody(StrictBody):
 
 
 class ProductPatch(StrictBody):
-    version: int = Field(ge=1, description="the version you read; a newer one means 40900")
-    category_id: int | None = Field(None, ge=1)
+    version: int = Field(
+        ge=1, le=MAX_INT_COLUMN, description="the version you read; a newer one means 40900"
+    )
+    category_id: Id | None = None
     title: str | None = Field(None, min_length=1, max_length=128)
     description: str | None = Field(None, max_length=5000)
     price_fen: int | None = Field(None, ge=0, le=100_000_000)

@@ -1,8 +1,8 @@
-"""Schemas shared by the blueprints: pagination and the strict base model for write bodies."""
+"""Schemas shared by the blueprints: ids, pagination and the strict base model for write bodies."""
 
 from __future__ import annotations
 
-from typing import Generic, TypeVar
+from typing import Annotated, Generic, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -10,6 +10,12 @@ T = TypeVar("T")
 
 MAX_PAGE_SIZE = 100
 MAX_PAGE = 10_000
+# Ids are BIGINT columns: a larger number cannot name a row, and SQLite's driver raises on it.
+MAX_ID = 2**63 - 1
+# Counters such as `version` are INT columns.
+MAX_INT_COLUMN = 2**31 - 1
+
+Id = Annotated[int, Field(ge=1, le=MAX_ID)]
 
 
 class StrictBody(BaseModel):

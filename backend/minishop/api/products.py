@@ -8,7 +8,7 @@ from flask import Response
 from flask_openapi3 import APIBlueprint, Tag
 from pydantic import BaseModel, ConfigDict, Field
 
-from minishop.api.common import Page, PageQuery
+from minishop.api.common import Id, Page, PageQuery
 from minishop.domain import catalog
 from minishop.envelope import Envelope, ok
 
@@ -46,12 +46,12 @@ class CategoryList(BaseModel):
 
 
 class ProductQuery(PageQuery):
-    category_id: int | None = Field(None, ge=1)
+    category_id: Id | None = None
     q: str | None = Field(None, max_length=64, description="matches product titles")
 
 
 class ProductPath(BaseModel):
-    product_id: int = Field(ge=1)
+    product_id: Id
 
 
 @bp.get("/categories", responses={200: Envelope[CategoryList]})
