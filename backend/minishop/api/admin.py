@@ -51,7 +51,8 @@ class ProductBody(StrictBody):
     description: str = Field("", max_length=5000)
     price_fen: int = Field(ge=0, le=100_000_000)
     stock: int = Field(0, ge=0, le=1_000_000)
-    status: ProductStatus = ProductStatus.ON_SALE
+    # Strict mode wants an enum instance; JSON can only send its value.
+    status: ProductStatus = Field(ProductStatus.ON_SALE, strict=False)
     cover_url: str = Field("", max_length=512, pattern=COVER_URL)
 
 

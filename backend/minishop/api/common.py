@@ -19,7 +19,11 @@ Id = Annotated[int, Field(ge=1, le=MAX_ID)]
 
 
 class StrictBody(BaseModel):
-    """Base of every request body: unknown fields are rejected, strings are not coerced."""
+    """Base of every request body: unknown fields are rejected, strings are not coerced.
+
+    Enum fields need `Field(strict=False)`: strict validation of the parsed JSON would want an
+    enum instance, and JSON can only carry the value (tests/api/test_contract.py sends them all).
+    """
 
     model_config = ConfigDict(extra="forbid", strict=True, str_strip_whitespace=True)
 
