@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Annotated, Generic, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field
@@ -33,6 +34,11 @@ class PageQuery(BaseModel):
 
     page: int = Field(1, ge=1, le=MAX_PAGE)
     page_size: int = Field(20, ge=1, le=MAX_PAGE_SIZE)
+
+    def window(self, items: Sequence[T]) -> Sequence[T]:
+        """This page of a list that is already in memory."""
+        start = (self.page - 1) * self.page_size
+        return items[start : start + self.page_size]
 
 
 class Page(BaseModel, Generic[T]):

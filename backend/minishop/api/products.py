@@ -41,10 +41,6 @@ class ProductDetailOut(ProductOut):
     description: str
 
 
-class CategoryList(BaseModel):
-    items: list[CategoryOut]
-
-
 class ProductQuery(PageQuery):
     category_id: Id | None = None
     q: str | None = Field(None, max_length=64, description="matches product titles")
@@ -54,10 +50,17 @@ class ProductPath(BaseModel):
     product_id: Id
 
 
-@bp.get("/categories", responses={200: Envelope[CategoryList]})
-def list_categories() -> Response:
-    items = [CategoryOut.model_validate(c) for c in catalog.list_categories()]
-    return ok(CategoryList(items=items))
+@bp.get("/categories", responses={200: Envelope[Page[CategoryOut]]})
+def list_categories(query: PageQuery) -> Response:
+    """All categories are one cached document; a page is a slice of it."""
+    categories = catalog.list_categories()
+    page = Page[CategoryOut](
+        items=[CategoryOut.model_validate(c) for c in query.window(categories)],
+        page=query.page,
+        page_size=query.page_size,
+        total=len(categories),
+    )
+    return ok(page)
 
 
 @bp.get("/products", responses={200: Envelope[Page[ProductOut]]})
