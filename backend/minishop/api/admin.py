@@ -2,13 +2,19 @@
 
 from __future__ import annotations
 
-from datetime import datetime
-
 from flask import Response
 from flask_openapi3 import APIBlueprint, Tag
-from pydantic import BaseModel, Field, model_validator
+from pydantic import BaseModel, Field
 
-from minishop.api.common import MAX_INT_COLUMN, Id, Page, PageQuery, StrictBody
+from minishop.api.common import (
+    MAX_INT_COLUMN,
+    Id,
+    Page,
+    PageQuery,
+    PatchBody,
+    StrictBody,
+    UtcTime,
+)
 from minishop.api.guards import BEARER_SECURITY, admin_required, signed
 from minishop.api.orders import OrderOut, OrderPath, order_page
 from minishop.api.products import CategoryOut, ProductDetailOut
@@ -32,7 +38,7 @@ class CategoryBody(StrictBody):
     sort: int = Field(0, ge=-1_000_000, le=1_000_000)
 
 
-class CategoryPatch(StrictBody):
+class CategoryPatch(PatchBody):
     name: str | None = Field(None, min_length=1, max_length=64)
     sort: int | None = Field(None, ge=-1_000_000, le=1_000_000)
 
@@ -56,7 +62,7 @@ class ProductBody(StrictBody):
     cover_url: str = Field("", max_length=512, pattern=COVER_URL)
 
 
-class ProductPatch(StrictBody):
+class ProductPatch(PatchBody):
     version: int = Field(
         ge=1, le=MAX_INT_COLUMN, description="the version you read; a newer one means 40900"
     )
@@ -66,12 +72,6 @@ class ProductPatch(StrictBody):
     price_fen: int | None = Field(None, ge=0, le=100_000_000)
     cover_url: str | None = Field(None, max_length=512, pattern=COVER_URL)
 
-    @model_validator(mode="after")
-    def something_to_change(self) -> ProductPatch:
-        if not self.model_fields_set - {"version"}:
-            raise ValueError("give at least one field to change")
-        return self
-
 
 class StockBody(StrictBody):
     stock: int = Field(ge=0, le=1_000_000)
@@ -79,8 +79,8 @@ class StockBody(StrictBody):
 
 class AdminOrderQuery(PageQuery):
     status: OrderStatus | None = None
-    created_from: datetime | None = None
-    created_to: datetime | None = None
+    created_from: UtcTime | None = None
+    created_to: UtcTime | None = None
 
 
 class Deleted(BaseModel):

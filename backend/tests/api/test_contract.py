@@ -18,6 +18,7 @@ from flask_openapi3 import OpenAPI
 from minishop import config, create_app
 from minishop.domain.auth import grant_admin
 from minishop.extensions import db
+from tests.conftest import bearer
 from tests.signing import json_bytes, send_signed, signed_headers
 from tests.test_errors import assert_envelope
 from wechat_emulator.testing import EmulatorControl
@@ -285,3 +286,70 @@ def test_every_enum_value_in_the_openapi_document_is_accepted(
                 content_type="application/json" if body else None,
             )
             assert response.status_code != 400, (field.label, value, response.get_json())
+
+
+def test_json_numbers_with_a_zero_fraction_are_integers(shop: Shop) -> None:
+    """JSON has one number type and JSON Schema's `integer` includes 3.0; strings stay refused."""
+    created = shop.signed("POST", f"{ADMIN}/categories", {"name": uuid.uuid4().hex, "sort": 3.0})
+    assert assert_envelope(created, 201, 0)["data"]["sort"] == 3
+    product_id = new_product(shop, price_fen=100, stock=1)
+    stock = shop.signed("PUT", f"{ADMIN}/products/{product_id}/stock", {"stock": 5.0})
+    assert assert_envelope(stock, 200, 0)["data"]["stock"] == 5
+    for refused in [5.5, "5", True, 1e300, None]:
+        response = shop.signed("PUT", f"{ADMIN}/products/{product_id}/stock", {"stock": refused})
+        assert_invalid(response, "stock")
+
+
+@pytest.mark.parametrize(
+    ("path", "payload", "field"),
+    [
+        ("/products/{product}", {"version": 1, "title": None}, "title"),
+        ("/products/{product}", {"version": 1, "price_fen": None, "title": "x"}, "price_fen"),
+        ("/categories/{category}", {"name": None}, "name"),
+    ],
+)
+def test_null_in_a_patch_is_refused_not_stored(
+    shop: Shop, path: str, payload: dict[str, Any], field: str
+) -> None:
+    """A field left out keeps its value; null is not a value of these NOT NULL columns."""
+    product_id = new_product(shop, price_fen=100, stock=1)
+    category_id = shop.client.get(f"/api/v1/products/{product_id}").get_json()["data"][
+        "category_id"
+    ]
+    target = ADMIN + path.format(product=product_id, category=category_id)
+    assert_invalid(shop.signed("PATCH", target, payload), field)
+
+
+def test_a_nickname_patch_refuses_null_too(client: FlaskClient, admin: dict[str, Any]) -> None:
+    payload = {"nickname": None, "avatar_url": "https://example.com/a.png"}
+    assert_invalid(send_signed(client, admin, "PATCH", "/api/v1/users/me", payload), "nickname")
+
+
+def test_the_document_describes_what_a_body_needs(document: dict[str, Any]) -> None:
+    """What validation refuses, the document says, so that schema-valid requests are accepted."""
+    schemas = document["components"]["schemas"]
+    assert schemas["ProductPatch"]["minProperties"] == 2  # the version and a change
+    assert schemas["ProfilePatch"]["minProperties"] == 1
+    assert schemas["CategoryPatch"]["minProperties"] == 1
+    for name in ["ProductPatch", "ProfilePatch", "CategoryPatch"]:
+        for field, schema in schemas[name]["properties"].items():
+            assert "anyOf" not in schema and schema.get("type") != "null", (name, field)
+    assert schemas["UploadForm"]["properties"]["file"]["minLength"] == 1
+
+
+@pytest.mark.parametrize(
+    ("query", "status"),
+    [
+        ("created_from=2026-01-01T00:00:00Z", 200),
+        ("created_from=0001-01-01T00:00:00Z&created_to=9999-12-31T23:59:59.999999Z", 200),
+        ("created_from=2026-01-01T08:00:00%2B08:00", 200),
+        ("created_from=2026-01-01T00:00:00", 400),  # no offset: not RFC 3339
+        ("created_from=0001-01-01T00:00:00%2B01:00", 400),  # before year 1 in UTC
+        ("created_to=9999-12-31T23:59:59-01:00", 400),  # after year 9999 in UTC
+    ],
+)
+def test_order_time_filters_are_rfc3339_and_representable_in_utc(
+    shop: Shop, query: str, status: int
+) -> None:
+    response = shop.client.get(f"{ADMIN}/orders?{query}", headers=bearer(shop.admin))
+    assert_envelope(response, status, 0 if status == 200 else 40000)
