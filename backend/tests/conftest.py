@@ -271,8 +271,8 @@ def gunicorn_server(settings: TestingSettings, log_dir: Path, **extra_env: str) 
         try:
             if requests.get(f"{base_url}/healthz", timeout=1).status_code == 200:
                 break
-        except requests.ConnectionError:
-            pass
+        except (requests.ConnectionError, requests.Timeout):
+            pass  # not listening yet, or a worker still importing on a busy machine
         if process.poll() is not None or time.monotonic() > deadline:
             process.kill()
             raise RuntimeError(f"gunicorn did not start: {log_path.read_text()}")
