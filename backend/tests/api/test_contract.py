@@ -1,6 +1,8 @@
-"""API conventions that hold on every endpoint and on both databases (MariaDB and the embedded
-SQLite default): ids are positive integers below 2^63, other integers fit their columns, and an
-out-of-range value is 400/40000 naming the field, never a 500 from the database driver."""
+"""API conventions that hold on every endpoint, most of them checked on both databases (MariaDB
+and the embedded SQLite default): ids are positive integers below 2^63 and other integers fit
+their columns (an out-of-range value is 400/40000 naming the field, never a 500 from the
+driver); whatever /openapi.json allows is accepted (every enum value, 3.0 for an integer) and
+whatever validation refuses, it says (patches without null, with something to change)."""
 
 from __future__ import annotations
 
