@@ -61,6 +61,20 @@ def create_database(server: MySQLExecutor, name: str) -> str:
     return f"mysql+pymysql://{server.user}@{server.host}:{server.port}/{name}?charset=utf8mb4"
 
 
+def migrate_database(url: str) -> str:
+    """Build the schema at `url` by running the migrations (not create_all); returns `url`."""
+    migrate_app = create_app(TestingSettings(DATABASE_URL=url))
+    with migrate_app.app_context():
+        upgrade(directory=MIGRATIONS_DIR)
+        db.engine.dispose()
+    return url
+
+
+def migrated_sqlite_url(directory: Path) -> str:
+    """The embedded default's database: a migrated SQLite file in `directory`."""
+    return migrate_database(f"sqlite:///{directory / 'minishop.db'}")
+
+
 @pytest.fixture(scope="session")
 def mariadb(request: pytest.FixtureRequest) -> MySQLExecutor:
     require_binaries("mariadbd", "mariadb-install-db", "mariadbd-safe", "mariadb-admin")
@@ -78,12 +92,7 @@ def redis_server(request: pytest.FixtureRequest) -> RedisExecutor:
 @pytest.fixture(scope="session")
 def database_url(mariadb: MySQLExecutor) -> str:
     """The schema the app tests use, built by running the migrations (not create_all)."""
-    url = create_database(mariadb, "minishop_app")
-    migrate_app = create_app(TestingSettings(DATABASE_URL=url))
-    with migrate_app.app_context():
-        upgrade(directory=MIGRATIONS_DIR)
-        db.engine.dispose()
-    return url
+    return migrate_database(create_database(mariadb, "minishop_app"))
 
 
 @pytest.fixture(scope="session")
@@ -115,6 +124,15 @@ def settings(
         REDIS_URL=redis_url,
         WECHAT_API_BASE=emulator_process.base_url,
     )
+
+
+@pytest.fixture(scope="session")
+def sqlite_settings(
+    settings: TestingSettings, tmp_path_factory: pytest.TempPathFactory
+) -> TestingSettings:
+    """The embedded default: SQLite (a migrated file in a temporary folder) and no Redis."""
+    url = migrated_sqlite_url(tmp_path_factory.mktemp("sqlite"))
+    return settings.model_copy(update={"DATABASE_URL": url, "REDIS_URL": None})
 
 
 @pytest.fixture(scope="session")

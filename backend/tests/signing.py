@@ -30,8 +30,12 @@ def send_signed(
     payload: Any = None,
     headers: dict[str, str] | None = None,
 ) -> Any:
-    """Send `payload` as JSON (or no body when None), signed as the logged-in `data`."""
+    """Send `payload` as JSON (or no body when None), signed as the logged-in `data`.
+
+    `path` may carry a query string (`/api/v1/admin/orders?status=paid`): it is signed too.
+    """
     body = b"" if payload is None else json_bytes(payload)
-    headers = signed_headers(data, method, path, body) | (headers or {})
+    bare_path, _, query = path.partition("?")
+    headers = signed_headers(data, method, bare_path, body, query) | (headers or {})
     content_type = None if payload is None else "application/json"
     return client.open(path, method=method, data=body, headers=headers, content_type=content_type)

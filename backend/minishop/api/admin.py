@@ -5,15 +5,21 @@ The whole blueprint is `admin_only`: every route needs a signed request from an 
 
 from __future__ import annotations
 
-from datetime import datetime
-
 from flask import Response
 from flask_openapi3 import APIBlueprint, Tag
-from pydantic import BaseModel, Field, model_validator
+from pydantic import BaseModel, Field
 from sqlalchemy.orm import Session
 
 from minishop import extensions
-from minishop.api.common import Page, PageQuery, StrictBody
+from minishop.api.common import (
+    MAX_INT_COLUMN,
+    Id,
+    Page,
+    PageQuery,
+    PatchBody,
+    StrictBody,
+    UtcTime,
+)
 from minishop.api.guards import BEARER_SECURITY, admin_only
 from minishop.api.orders import OrderOut, OrderPath, order_page
 from minishop.api.products import CategoryOut, ProductDetailOut
@@ -39,42 +45,39 @@ class CategoryBody(StrictBody):
     sort: int = Field(0, ge=-1_000_000, le=1_000_000)
 
 
-class CategoryPatch(StrictBody):
+class CategoryPatch(PatchBody):
     name: str | None = Field(None, min_length=1, max_length=64)
     sort: int | None = Field(None, ge=-1_000_000, le=1_000_000)
 
 
 class CategoryPath(BaseModel):
-    category_id: int = Field(ge=1)
+    category_id: Id
 
 
 class ProductPath(BaseModel):
-    product_id: int = Field(ge=1)
+    product_id: Id
 
 
 class ProductBody(StrictBody):
-    category_id: int = Field(ge=1)
+    category_id: Id
     title: str = Field(min_length=1, max_length=128)
     description: str = Field("", max_length=5000)
     price_fen: int = Field(ge=0, le=100_000_000)
     stock: int = Field(0, ge=0, le=1_000_000)
-    status: ProductStatus = ProductStatus.ON_SALE
+    # Strict mode wants an enum instance; JSON can only send its value.
+    status: ProductStatus = Field(ProductStatus.ON_SALE, strict=False)
     cover_url: str = Field("", max_length=512, pattern=COVER_URL)
 
 
-class ProductPatch(StrictBody):
-    version: int = Field(ge=1, description="the version you read; a newer one means 40900")
-    category_id: int | None = Field(None, ge=1)
+class ProductPatch(PatchBody):
+    version: int = Field(
+        ge=1, le=MAX_INT_COLUMN, description="the version you read; a newer one means 40900"
+    )
+    category_id: Id | None = None
     title: str | None = Field(None, min_length=1, max_length=128)
     description: str | None = Field(None, max_length=5000)
     price_fen: int | None = Field(None, ge=0, le=100_000_000)
     cover_url: str | None = Field(None, max_length=512, pattern=COVER_URL)
-
-    @model_validator(mode="after")
-    def something_to_change(self) -> ProductPatch:
-        if not self.model_fields_set - {"version"}:
-            raise ValueError("give at least one field to change")
-        return self
 
 
 class StockBody(StrictBody):
@@ -83,8 +86,8 @@ class StockBody(StrictBody):
 
 class AdminOrderQuery(PageQuery):
     status: OrderStatus | None = None
-    created_from: datetime | None = None
-    created_to: datetime | None = None
+    created_from: UtcTime | None = None
+    created_to: UtcTime | None = None
 
 
 class Deleted(BaseModel):

@@ -24,7 +24,9 @@ KEY_PATTERN = rf"^[0-9a-f]{{64}}\.({'|'.join(TYPE_BY_EXTENSION)})$"
 
 
 class UploadForm(StrictBody):
-    file: FileStorage = Field(description="JPEG, PNG, WebP, GIF or PDF")
+    file: FileStorage = Field(
+        description="JPEG, PNG, WebP, GIF or PDF", json_schema_extra={"minLength": 1}
+    )
 
     @field_validator("file", mode="before")
     @classmethod

@@ -2,14 +2,15 @@
 
 from __future__ import annotations
 
+from collections import Counter
 from datetime import datetime, timedelta
 
 from flask import Response
 from flask_openapi3 import APIBlueprint, Tag
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from minishop import extensions
-from minishop.api.common import Page, PageQuery, StrictBody
+from minishop.api.common import Id, Page, PageQuery, StrictBody
 from minishop.api.guards import BEARER_SECURITY, current_principal, login_required, signed
 from minishop.domain import orders
 from minishop.envelope import Envelope, ok
@@ -19,16 +20,28 @@ from minishop.security.rate_limits import per_user
 bp = APIBlueprint("orders", __name__, url_prefix="/api/v1/orders", abp_tags=[Tag(name="orders")])
 
 ORDER_NO_PATTERN = r"^[0-9]{14,32}$"
+MAX_QUANTITY = 99
 
 
 class OrderLineIn(StrictBody):
-    product_id: int = Field(ge=1)
-    quantity: int = Field(ge=1, le=99)
+    product_id: Id
+    quantity: int = Field(ge=1, le=MAX_QUANTITY)
 
 
 class PlaceOrderBody(StrictBody):
     items: list[OrderLineIn] = Field(min_length=1, max_length=20)
     remark: str = Field("", max_length=200)
+
+    @field_validator("items")
+    @classmethod
+    def merged_quantities_fit(cls, items: list[OrderLineIn]) -> list[OrderLineIn]:
+        """Lines of one product become one order item, whose quantity is 1..99 as well."""
+        merged: Counter[int] = Counter()
+        for line in items:
+            merged[line.product_id] += line.quantity
+        if max(merged.values()) > MAX_QUANTITY:
+            raise ValueError(f"lines of one product may add up to at most {MAX_QUANTITY}")
+        return items
 
 
 class IdempotencyHeader(BaseModel):

@@ -9,7 +9,7 @@ from flask_openapi3 import APIBlueprint, Tag
 from pydantic import BaseModel, ConfigDict, Field
 
 from minishop import extensions
-from minishop.api.common import Page, PageQuery
+from minishop.api.common import MAX_PAGE_SIZE, Id, Page, PageQuery
 from minishop.domain import catalog
 from minishop.envelope import Envelope, ok
 
@@ -42,24 +42,35 @@ class ProductDetailOut(ProductOut):
     description: str
 
 
-class CategoryList(BaseModel):
-    items: list[CategoryOut]
-
-
 class ProductQuery(PageQuery):
-    category_id: int | None = Field(None, ge=1)
+    category_id: Id | None = None
     q: str | None = Field(None, max_length=64, description="matches product titles")
 
 
+class CategoryQuery(PageQuery):
+    page_size: int = Field(
+        MAX_PAGE_SIZE,
+        ge=1,
+        le=MAX_PAGE_SIZE,
+        description="default 100: a shop's categories fit one page, as before paging existed",
+    )
+
+
 class ProductPath(BaseModel):
-    product_id: int = Field(ge=1)
+    product_id: Id
 
 
-@bp.get("/categories", responses={200: Envelope[CategoryList]})
-def list_categories() -> Response:
+@bp.get("/categories", responses={200: Envelope[Page[CategoryOut]]})
+def list_categories(query: CategoryQuery) -> Response:
+    """All categories are one cached document; a page is a slice of it."""
     categories = catalog.list_categories(extensions.session(), extensions.catalog_cache.get())
-    items = [CategoryOut.model_validate(c) for c in categories]
-    return ok(CategoryList(items=items))
+    page = Page[CategoryOut](
+        items=[CategoryOut.model_validate(c) for c in query.window(categories)],
+        page=query.page,
+        page_size=query.page_size,
+        total=len(categories),
+    )
+    return ok(page)
 
 
 @bp.get("/products", responses={200: Envelope[Page[ProductOut]]})

@@ -6,10 +6,10 @@ from datetime import datetime
 
 from flask import Response
 from flask_openapi3 import APIBlueprint, Tag
-from pydantic import BaseModel, Field, model_validator
+from pydantic import BaseModel, Field
 
 from minishop import extensions
-from minishop.api.common import StrictBody
+from minishop.api.common import PatchBody, StrictBody
 from minishop.api.guards import BEARER_SECURITY, current_principal, login_required, signed
 from minishop.domain import users
 from minishop.envelope import Envelope, ok
@@ -38,15 +38,9 @@ def user_out(user: User) -> UserOut:
     )
 
 
-class ProfilePatch(StrictBody):
+class ProfilePatch(PatchBody):
     nickname: str | None = Field(None, min_length=1, max_length=32)
     avatar_url: str | None = Field(None, max_length=512, pattern=r"^https://[^\s]+$")
-
-    @model_validator(mode="after")
-    def something_to_change(self) -> ProfilePatch:
-        if self.nickname is None and self.avatar_url is None:
-            raise ValueError("give nickname and/or avatar_url")
-        return self
 
 
 class PhoneBody(StrictBody):

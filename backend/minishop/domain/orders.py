@@ -31,6 +31,8 @@ from minishop.observability import metrics
 from minishop.observability.log_context import bind_log_fields
 
 EXPIRY_BATCH = 100
+# total_fen and subtotal_fen are INT columns; a larger total is refused rather than overflowing.
+MAX_TOTAL_FEN = 2**31 - 1
 log = logging.getLogger(__name__)
 
 
@@ -146,6 +148,11 @@ def _insert_order(
             )
         )
     order.total_fen = sum(item.subtotal_fen for item in order.items)
+    if order.total_fen > MAX_TOTAL_FEN:
+        message = f"the order total may be at most {MAX_TOTAL_FEN} fen"
+        raise AppError(
+            ErrorCode.INVALID_PARAMS, data={"errors": [{"field": "items", "message": message}]}
+        )
     session.add(order)
     session.flush()
     return order

@@ -16,6 +16,25 @@ def test_categories_are_listed_in_sort_order(client: FlaskClient, catalog: dict[
     assert [c["name"] for c in body["data"]["items"]] == ["Tea", "Snacks"]
 
 
+def test_categories_are_a_page_like_every_list(
+    client: FlaskClient, catalog: dict[str, Any]
+) -> None:
+    """data: {items, page, page_size, total}, sliced from the one cached document."""
+    body = assert_envelope(client.get("/api/v1/categories"), 200, 0)
+    assert {k: v for k, v in body["data"].items() if k != "items"} == {
+        "page": 1,
+        "page_size": 100,  # all of them by default, as before paging existed
+        "total": 2,
+    }
+    second = assert_envelope(client.get("/api/v1/categories?page=2&page_size=1"), 200, 0)["data"]
+    assert [c["name"] for c in second["items"]] == ["Snacks"]
+    assert (second["page"], second["page_size"], second["total"]) == (2, 1, 2)
+    beyond = client.get("/api/v1/categories?page=3&page_size=1").get_json()["data"]
+    assert (beyond["items"], beyond["total"]) == ([], 2)
+    for query in ["page_size=101", "page_size=0", "page=0", "page=abc"]:
+        assert_envelope(client.get(f"/api/v1/categories?{query}"), 400, 40000)
+
+
 def test_products_are_on_sale_only_newest_first_and_paginated(
     client: FlaskClient, catalog: dict[str, Any]
 ) -> None:
