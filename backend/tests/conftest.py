@@ -253,7 +253,7 @@ def gunicorn_server(settings: TestingSettings, log_dir: Path, **extra_env: str) 
         try:
             if requests.get(f"{base_url}/healthz", timeout=1).status_code == 200:
                 break
-        except requests.ConnectionError:
+        except (requests.ConnectionError, requests.Timeout):  # a busy machine boots slowly
             pass
         if process.poll() is not None or time.monotonic() > deadline:
             process.kill()
