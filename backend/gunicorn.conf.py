@@ -45,7 +45,8 @@ worker_class = os.environ.get("GUNICORN_WORKER_CLASS", "gthread")
 if worker_class == "sync" and threads > 1:
     worker_class = "gthread"
 # MiniShop's subclasses (minishop/http_server.py): the envelope instead of gunicorn's HTML error
-# pages. Any other class (gevent, a dotted path) is gunicorn's as it is.
+# pages, `100 Continue` only once the app reads the body, and a refused body read through so the
+# client sees the answer. Any other class (gevent, a dotted path) is gunicorn's as it is.
 worker_class = {
     "gthread": "minishop.http_server.ThreadWorker",
     "sync": "minishop.http_server.SyncWorker",

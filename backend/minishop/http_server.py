@@ -1,4 +1,4 @@
-"""MiniShop's gunicorn workers: gunicorn's own refusals answered in the envelope.
+"""MiniShop's gunicorn workers: gunicorn's own refusals in the envelope, refused bodies readable.
 
 gunicorn refuses some requests before the app sees them (a request line over
 `limit_request_line`, a header over `limit_request_field_size`, too many headers, bytes that are
@@ -6,19 +6,34 @@ not HTTP/1.1) and answered those with an HTML page. `handle_error` writes the en
 with a request id, and logs one JSON line naming the kind of refusal, never the request's bytes
 (header values may be credentials).
 
+A body the app refuses without reading it (41300 from its Content-Length, 40100 before an upload
+is read) was left on the socket: gunicorn closed the connection with it unread, the kernel reset
+the connection under the client still sending, and the client (urllib, `wx.uploadFile`) saw a
+broken pipe instead of the answer. Now, per request (`BodyGuard`):
+- `Expect: 100-continue` is answered with `100 Continue` when the app first reads the body, not
+  before the app runs. A request refused without reading it gets its answer with
+  `Connection: close`, and its body is never asked for.
+- Otherwise what the app left of the body is read and thrown away after the answer, up to
+  DRAIN_FACTOR times the larger body limit (MAX_CONTENT_LENGTH, UPLOAD_MAX_BYTES) and for at
+  most DRAIN_SECONDS, so the client finishes sending and reads the answer. A longer body still
+  gets the answer (a client reading while it sends sees it), then the connection is closed.
+
 gunicorn.conf.py runs these for GUNICORN_WORKER_CLASS=gthread (the default) and sync.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import ssl
+import time
 from http import HTTPStatus
 from typing import Any
 
 from gunicorn import util
 from gunicorn.http import errors as parse_errors
+from gunicorn.http.body import LengthReader
 from gunicorn.workers import gthread, sync
 
 from minishop.config import load_settings
@@ -29,6 +44,11 @@ from minishop.observability.request_id import request_id_from
 from minishop.security.headers import SECURITY_HEADERS
 
 log = logging.getLogger(__name__)
+
+DRAIN_FACTOR = 4
+DRAIN_SECONDS = 10.0
+DRAIN_STEP = 64 * 1024
+CONTINUE = b"HTTP/1.1 100 Continue\r\n\r\n"
 
 MALFORMED_HEADER = "malformed header field"
 MALFORMED_CHUNKED_BODY = "malformed chunked body"
@@ -117,19 +137,99 @@ def _sent_request_id(req: Any) -> str | None:
     return None
 
 
+class MalformedBodyError(ValueError):
+    """gunicorn could not parse a chunked body the app was reading.
+
+    werkzeug turns an error from `wsgi.input` into a 400 (its ClientDisconnected); gunicorn's own
+    parse errors would reach the app's catch-all as a 500.
+    """
+
+
+class BodyGuard:
+    """One request's body: `100 Continue` only when the app reads it, the unread rest drained.
+
+    Made before gunicorn builds the WSGI environ (which would send `100 Continue` at once), it
+    stands in front of gunicorn's body reader; `finish` runs after the answer was written.
+    """
+
+    def __init__(self, req: Any, sock: Any, drain_limit: int) -> None:
+        self.req = req
+        self.sock = sock
+        self.drain_limit = drain_limit
+        self.reader = req.body.reader
+        if self.too_long_to_drain():
+            req.force_close()  # the app will refuse it, and it will not be read through
+        # gunicorn's own flag: set, its WSGI environ would send `100 Continue` before the app runs.
+        self.continue_pending = bool(req._expected_100_continue)
+        self.closes_anyway = req.must_close
+        if self.continue_pending:
+            req._expected_100_continue = False
+            req.must_close = True  # until the client is asked for the body, the answer says so
+        req.body.reader = self  # gunicorn's body now reads through `read` below
+
+    def too_long_to_drain(self) -> bool:
+        return isinstance(self.reader, LengthReader) and self.reader.length > self.drain_limit
+
+    def read(self, size: int) -> bytes:
+        if self.continue_pending:
+            self.continue_pending = False
+            self.req.must_close = self.closes_anyway
+            util.write(self.sock, CONTINUE)
+        try:
+            data: bytes = self.reader.read(size)
+        except parse_errors.ParseException as exc:
+            raise MalformedBodyError(type(exc).__name__) from None  # its text quotes the body
+        return data
+
+    def finish(self) -> bool:
+        """Read what the app left of the body, if that is reasonable; whether to keep alive."""
+        if self.continue_pending:  # refused without asking for the body: nothing to read
+            self.continue_pending = False
+            return False
+        if self.too_long_to_drain():
+            return False
+        body = self.req.body
+        prior_timeout = self.sock.gettimeout()
+        deadline = time.monotonic() + DRAIN_SECONDS
+        drained = 0
+        try:
+            while drained <= self.drain_limit and not body.failed:
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    return False
+                self.sock.settimeout(remaining)
+                data = body.read(DRAIN_STEP)
+                if not data:
+                    return True
+                drained += len(data)
+            return False
+        except (OSError, ValueError):
+            return False
+        finally:
+            with contextlib.suppress(OSError):  # the socket may be gone
+                self.sock.settimeout(prior_timeout)
+
+
 class EnvelopeWorkerMixin:
     """What MiniShop's gthread and sync workers add to gunicorn's; see the module docstring."""
 
+    drain_limit: int
     extra_headers: dict[str, str]
 
     def init_process(self) -> None:
         settings = load_settings()
+        self.drain_limit = DRAIN_FACTOR * max(
+            settings.MAX_CONTENT_LENGTH, settings.UPLOAD_MAX_BYTES
+        )
         self.extra_headers = {}
         if settings.HSTS_MAX_AGE_SECONDS:
             self.extra_headers["Strict-Transport-Security"] = (
                 f"max-age={settings.HSTS_MAX_AGE_SECONDS}; includeSubDomains"
             )
         super().init_process()  # type: ignore[misc]  # runs the worker's loop; never returns
+
+    def body_guard(self, req: Any, sock: Any) -> BodyGuard:
+        return BodyGuard(req, sock, self.drain_limit)
 
     def handle_error(self, req: Any, client: Any, addr: Any, exc: BaseException) -> None:
         """gunicorn could not read the request, or failed around the app: answer the envelope."""
@@ -162,6 +262,17 @@ class EnvelopeWorkerMixin:
 class ThreadWorker(EnvelopeWorkerMixin, gthread.ThreadWorker):  # type: ignore[misc]
     """gunicorn's gthread worker, MiniShop's default."""
 
+    def handle_request(self, req: Any, conn: Any) -> bool:
+        guard = self.body_guard(req, conn.sock)
+        keepalive: bool = super().handle_request(req, conn)
+        drained = guard.finish()
+        return keepalive and drained
+
 
 class SyncWorker(EnvelopeWorkerMixin, sync.SyncWorker):  # type: ignore[misc]
     """gunicorn's sync worker (one request per connection)."""
+
+    def handle_request(self, listener: Any, req: Any, client: Any, addr: Any) -> None:
+        guard = self.body_guard(req, client)
+        super().handle_request(listener, req, client, addr)
+        guard.finish()

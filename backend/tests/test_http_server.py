@@ -1,8 +1,9 @@
-"""What gunicorn itself answers, spoken to as real clients do: raw sockets and http.client.
+"""What gunicorn itself answers, spoken to as real clients do: raw sockets, urllib, http.client.
 
 gunicorn refuses some requests before the app sees them (a URL or header block over its limits,
-a request that is not HTTP) and used to answer those with an HTML page. Both worker classes the
-server runs with are checked.
+a request that is not HTTP) and used to answer those with an HTML page. A body over the limit is
+refused by the app before it is read, and the client, still sending, used to see its connection
+reset instead of the answer. Both worker classes the server runs with are checked.
 """
 
 from __future__ import annotations
@@ -10,9 +11,12 @@ from __future__ import annotations
 import http.client
 import json
 import socket
+import threading
 import time
+import urllib.error
+import urllib.request
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -22,7 +26,12 @@ import pytest
 import requests
 
 from minishop import config
-from tests.conftest import gunicorn_server
+from tests.conftest import bearer, gunicorn_server
+
+MAX_CONTENT_LENGTH = 1024 * 1024
+UPLOAD_MAX_BYTES = 2 * 1024 * 1024
+# minishop.http_server drains an unread body up to 4 x the larger of the two limits.
+DRAIN_LIMIT = 4 * UPLOAD_MAX_BYTES
 
 
 @dataclass(frozen=True)
@@ -55,6 +64,8 @@ def server(
         GUNICORN_WORKER_CLASS=request.param,
         GUNICORN_THREADS="4" if request.param == "gthread" else "1",
         WEB_CONCURRENCY="2",
+        MAX_CONTENT_LENGTH=str(MAX_CONTENT_LENGTH),
+        UPLOAD_MAX_BYTES=str(UPLOAD_MAX_BYTES),
     ) as base_url:
         parts = urlsplit(base_url)
         assert parts.hostname is not None and parts.port is not None
@@ -122,6 +133,10 @@ def log_lines(server: Server, request_id: str) -> list[dict[str, Any]]:
         if lines or time.monotonic() > deadline:
             return lines
         time.sleep(0.05)
+
+
+def authorization(login: dict[str, Any]) -> bytes:
+    return f"Authorization: {bearer(login)['Authorization']}\r\n".encode()
 
 
 def assert_healthy(server: Server) -> None:
@@ -219,3 +234,180 @@ def test_http_client_reads_a_refusal_as_an_envelope(server: Server) -> None:
 
 def _lower(headers: list[tuple[str, str]]) -> dict[str, str]:
     return {name.lower(): value for name, value in headers}
+
+
+# --- request bodies over the limit ---
+
+
+def multipart(size: int) -> tuple[bytes, str]:
+    boundary = uuid.uuid4().hex
+    body = (
+        (
+            f"--{boundary}\r\n"
+            'Content-Disposition: form-data; name="file"; filename="big.png"\r\n'
+            "Content-Type: image/png\r\n\r\n"
+        ).encode()
+        + b"\x89PNG"
+        + b"\0" * size
+        + f"\r\n--{boundary}--\r\n".encode()
+    )
+    return body, f"multipart/form-data; boundary={boundary}"
+
+
+@pytest.mark.parametrize(
+    ("logged_in", "status", "code"), [(True, 413, 41300), (False, 401, 40100)], ids=["big", "anon"]
+)
+def test_urllib_reads_the_answer_to_an_upload_refused_unread(
+    server: Server,
+    log_in: Callable[..., dict[str, Any]],
+    logged_in: bool,
+    status: int,
+    code: int,
+) -> None:
+    """urllib sends the whole body before it reads: it must not meet a reset connection."""
+    body, content_type = multipart(3 * UPLOAD_MAX_BYTES)
+    assert len(body) < DRAIN_LIMIT
+    request = urllib.request.Request(  # noqa: S310 (the test server's http:// URL)
+        f"{server.base_url}/api/v1/files",
+        data=body,
+        headers={"Content-Type": content_type, **(bearer(log_in()) if logged_in else {})},
+        method="POST",
+    )
+    with pytest.raises(urllib.error.HTTPError) as refused:
+        urllib.request.urlopen(request, timeout=20)  # noqa: S310
+    error = refused.value
+    assert_envelope(error.code, _lower(list(error.headers.items())), error.read(), status, code)
+    assert_healthy(server)
+
+
+def test_a_json_body_over_the_limit_is_read_through_before_keep_alive(server: Server) -> None:
+    """The connection stays usable: the refused body was read, not left on the socket."""
+    connection = http.client.HTTPConnection(server.host, server.port, timeout=10)
+    body = b'{"code": "' + b"x" * (6 * MAX_CONTENT_LENGTH) + b'"}'
+    assert len(body) < DRAIN_LIMIT
+    connection.request(
+        "POST", "/api/v1/auth/login", body=body, headers={"Content-Type": "application/json"}
+    )
+    response = connection.getresponse()
+    assert_envelope(response.status, _lower(response.getheaders()), response.read(), 413, 41300)
+    assert response.will_close == (server.worker_class == "sync")  # sync: one request each
+    if not response.will_close:
+        connection.request("GET", "/healthz")
+        assert connection.getresponse().status == 200
+    connection.close()
+
+
+def test_expect_100_continue_over_the_limit_is_refused_before_the_body_is_sent(
+    server: Server, log_in: Callable[..., dict[str, Any]]
+) -> None:
+    with connect(server) as sock:
+        sock.sendall(
+            b"POST /api/v1/files HTTP/1.1\r\nHost: x\r\n"
+            + authorization(log_in())
+            + b"Content-Type: multipart/form-data; boundary=b\r\n"
+            + b"Content-Length: %d\r\nExpect: 100-continue\r\n\r\n" % (2 * UPLOAD_MAX_BYTES)
+        )
+        response = parse_response(read_until_closed(sock))
+    assert not response.raw.startswith(b"HTTP/1.1 100"), response.raw[:200]
+    assert_raw_envelope(response, 413, 41300)
+    assert_healthy(server)
+
+
+def test_expect_100_continue_within_the_limit_gets_100_then_the_answer(server: Server) -> None:
+    body = b'{"code": 1}'
+    with connect(server) as sock:
+        sock.sendall(
+            b"POST /api/v1/auth/login HTTP/1.1\r\nHost: x\r\nConnection: close\r\n"
+            b"Content-Type: application/json\r\n"
+            b"Content-Length: %d\r\nExpect: 100-continue\r\n\r\n" % len(body)
+        )
+        interim = sock.recv(64)
+        assert interim == b"HTTP/1.1 100 Continue\r\n\r\n"
+        sock.sendall(body)
+        response = parse_response(read_until_closed(sock))
+    assert_envelope(response.status, response.headers, response.body, 400, 40000)
+
+
+def test_a_chunked_json_body_over_the_limit_gets_41300(server: Server) -> None:
+    connection = http.client.HTTPConnection(server.host, server.port, timeout=10)
+    payload = b'{"code": "' + b"x" * (2 * MAX_CONTENT_LENGTH) + b'"}'
+    chunks = (payload[start : start + 8192] for start in range(0, len(payload), 8192))
+    connection.request(
+        "POST",
+        "/api/v1/auth/login",
+        body=chunks,
+        headers={"Content-Type": "application/json"},
+        encode_chunked=True,
+    )
+    response = connection.getresponse()
+    assert_envelope(response.status, _lower(response.getheaders()), response.read(), 413, 41300)
+    connection.close()
+    assert_healthy(server)
+
+
+def test_a_chunked_json_body_of_exactly_the_limit_is_read(server: Server) -> None:
+    """At the cap the body simply ends: it is parsed (and validated), not refused."""
+    connection = http.client.HTTPConnection(server.host, server.port, timeout=10)
+    payload = b'{"code": "' + b"x" * (MAX_CONTENT_LENGTH - 12) + b'"}'
+    assert len(payload) == MAX_CONTENT_LENGTH
+    connection.request(
+        "POST",
+        "/api/v1/auth/login",
+        body=iter([payload[:1000], payload[1000:]]),
+        headers={"Content-Type": "application/json"},
+        encode_chunked=True,
+    )
+    response = connection.getresponse()
+    assert_envelope(response.status, _lower(response.getheaders()), response.read(), 400, 40000)
+    connection.close()
+
+
+@pytest.mark.parametrize(
+    "chunks",
+    [b"zz\r\n{}\r\n0\r\n\r\n", b"2\r\n{}XX0\r\n\r\n", b"2;a b\r\n{}\r\n0\r\n\r\n"],
+    ids=["bad-size", "no-terminator", "bad-extension"],
+)
+def test_a_malformed_chunked_body_is_a_client_error(server: Server, chunks: bytes) -> None:
+    response = exchange(
+        server,
+        b"POST /api/v1/auth/login HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+        b"Transfer-Encoding: chunked\r\n\r\n" + chunks,
+    )
+    assert 400 <= response.status < 500, response.raw[:300]
+    assert json.loads(response.body)["code"] in {40000, 40001}
+
+
+def test_a_body_far_beyond_the_drain_limit_still_gets_the_answer(
+    server: Server, log_in: Callable[..., dict[str, Any]]
+) -> None:
+    """A client reading while it sends sees the 413; the server does not read 40 MiB for it."""
+    declared = 40 * DRAIN_LIMIT
+    received: list[bytes] = []
+    with connect(server) as sock:
+        sock.sendall(
+            b"POST /api/v1/files HTTP/1.1\r\nHost: x\r\n"
+            + authorization(log_in())
+            + b"Content-Type: multipart/form-data; boundary=b\r\n"
+            + b"Content-Length: %d\r\n\r\n" % declared
+        )
+
+        def read() -> None:
+            try:
+                while chunk := sock.recv(65536):
+                    received.append(chunk)
+            except OSError:
+                pass
+
+        reader = threading.Thread(target=read)
+        reader.start()
+        sent = 0
+        started = time.monotonic()
+        try:
+            while sent < declared and time.monotonic() - started < 20:
+                sent += sock.send(b"\0" * 65536)
+        except OSError:
+            pass
+        reader.join(timeout=10)
+    assert sent < declared
+    assert_raw_envelope(parse_response(b"".join(received)), 413, 41300)
+    assert_healthy(server)

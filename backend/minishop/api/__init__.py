@@ -10,6 +10,7 @@ from flask_openapi3 import OpenAPI
 from werkzeug.exceptions import BadRequest
 
 from minishop.api import admin, auth, files, guards, health, openapi_doc, orders, products, users
+from minishop.api.body_limit import Request
 from minishop.errors import AppError, ErrorCode
 
 BLUEPRINTS = (health.bp, auth.bp, users.bp, products.bp, orders.bp, admin.bp, files.bp)
@@ -44,6 +45,7 @@ def _openapi_document() -> Response:
 
 
 def init_app(app: OpenAPI) -> None:
+    app.request_class = Request
     guards.init_app(app)
     app.before_request(_require_json_body)
     for blueprint in BLUEPRINTS:
