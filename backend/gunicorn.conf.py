@@ -3,7 +3,8 @@
 Run as `gunicorn -c gunicorn.conf.py 'minishop:create_app()'`.
 
 HOST / PORT / WEB_CONCURRENCY / GUNICORN_WORKER_CLASS / GUNICORN_THREADS / GUNICORN_TIMEOUT are the
-knobs; the defaults suit a 2-core machine (see the README's Performance section).
+knobs; the defaults suit a 2-core machine (see the README's Performance section). gthread and sync
+are MiniShop's own subclasses of gunicorn's workers (minishop/http_server.py).
 
 Observability (docs/logging.md): gunicorn's own lines are JSON in the application's schema and
 its access log is off, because the app writes the one access line per request itself (it knows
@@ -38,8 +39,18 @@ from minishop.observability import logs, metrics  # noqa: E402
 bind = f"{os.environ.get('HOST', '127.0.0.1')}:{os.environ.get('PORT', '8000')}"
 # 2 per core by default: see the README's Performance section for the measurements.
 workers = int(os.environ.get("WEB_CONCURRENCY", str(2 * (os.cpu_count() or 1))))
-worker_class = os.environ.get("GUNICORN_WORKER_CLASS", "gthread")
 threads = int(os.environ.get("GUNICORN_THREADS", "4"))
+worker_class = os.environ.get("GUNICORN_WORKER_CLASS", "gthread")
+# gunicorn runs `sync` with more than one thread as gthread; decided here, so that it is ours.
+if worker_class == "sync" and threads > 1:
+    worker_class = "gthread"
+# MiniShop's subclasses (minishop/http_server.py): the envelope instead of gunicorn's HTML error
+# pages, `100 Continue` only once the app reads the body, and a refused body read through so the
+# client sees the answer. Any other class (gevent, a dotted path) is gunicorn's as it is.
+worker_class = {
+    "gthread": "minishop.http_server.ThreadWorker",
+    "sync": "minishop.http_server.SyncWorker",
+}.get(worker_class, worker_class)
 timeout = int(os.environ.get("GUNICORN_TIMEOUT", "30"))
 graceful_timeout = 20
 keepalive = 5

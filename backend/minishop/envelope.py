@@ -41,14 +41,17 @@ def current_request_id() -> str:
     return str(g.get("request_id", ""))
 
 
+def envelope(data: Any, *, code: int, message: str, request_id: str) -> dict[str, Any]:
+    """The envelope's fields: what the app answers, and what gunicorn's refusals answer too."""
+    return {"code": code, "message": message, "data": data, "request_id": request_id}
+
+
 def envelope_response(
     data: Any = None, *, code: int = 0, message: str = "ok", status: int = 200
 ) -> Response:
     if isinstance(data, BaseModel):
         data = data.model_dump(mode="json")
-    response = jsonify(
-        {"code": code, "message": message, "data": data, "request_id": current_request_id()}
-    )
+    response = jsonify(envelope(data, code=code, message=message, request_id=current_request_id()))
     response.status_code = status
     return response
 

@@ -21,6 +21,7 @@ from minishop.api import (
     products,
     users,
 )
+from minishop.api.body_limit import Request
 from minishop.errors import AppError, ErrorCode
 
 BLUEPRINTS = (health.bp, auth.bp, users.bp, products.bp, orders.bp, admin.bp, files.bp)
@@ -55,6 +56,7 @@ def _openapi_document() -> Response:
 
 
 def init_app(app: OpenAPI) -> None:
+    app.request_class = Request
     guards.init_app(app)
     app.before_request(_require_json_body)
     for blueprint in BLUEPRINTS:

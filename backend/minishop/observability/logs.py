@@ -48,8 +48,9 @@ SCHEMA_FIELDS = (
 BUSINESS_FIELDS = ("order_no", "order_status", "payment_status")
 # Present only when they apply.
 OPTIONAL_FIELDS = (*BUSINESS_FIELDS, "exception")
-# What a caller may pass in `extra=` (the access log line uses the first two).
-EXTRA_FIELDS = ("status", "duration_ms", "user_id", *BUSINESS_FIELDS)
+# What a caller may pass in `extra=` (the access log line uses the first two; a request gunicorn
+# refuses before the app sees it is logged with its status, request_id and client_ip).
+EXTRA_FIELDS = ("status", "duration_ms", "user_id", "request_id", "client_ip", *BUSINESS_FIELDS)
 
 HANDLER_NAME = "minishop-json"
 ACCESS_LOGGER = "minishop.access"

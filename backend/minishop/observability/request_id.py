@@ -11,9 +11,13 @@ HEADER = "X-Request-ID"
 SANE_REQUEST_ID = re.compile(r"[A-Za-z0-9._:-]{8,128}")
 
 
+def request_id_from(sent: str | None) -> str:
+    """The id the client sent when it is sane, else a new one (gunicorn's refusals use it too)."""
+    return sent if sent and SANE_REQUEST_ID.fullmatch(sent) else uuid.uuid4().hex
+
+
 def _assign_request_id() -> None:
-    sent = request.headers.get(HEADER, "")
-    g.request_id = sent if SANE_REQUEST_ID.fullmatch(sent) else uuid.uuid4().hex
+    g.request_id = request_id_from(request.headers.get(HEADER))
 
 
 def _echo_request_id(response: Response) -> Response:
