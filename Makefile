@@ -8,7 +8,7 @@ BIN := $(VENV)/bin
 UV_VERSION := 0.13.9
 FLASK := cd backend && ../$(BIN)/flask --app minishop
 
-.PHONY: help run test lint fmt migrate seed deps dev-deps lock clean bench bench-tuning loadtest bench-observability
+.PHONY: help run test lint fmt migrate seed deps dev-deps lock clean bench bench-tuning bench-embedded loadtest bench-observability
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) \
@@ -49,6 +49,10 @@ test: dev-deps ## the whole test suite against real MariaDB and Redis, with cove
 
 lint: dev-deps ## ruff, mypy, shellcheck, hadolint, yamllint and the CI/deploy config checks
 	bash pipelines/lint.sh
+
+bench-embedded: dev-deps ## the embedded default (SQLite, no Redis): several workers vs one; reports/
+	bash pipelines/install-system-deps.sh bench
+	$(BIN)/python loadtest/bench_embedded.py
 
 loadtest: dev-deps ## Locust journey with thresholds (LOADTEST_HOST/_USERS/_DURATION); reports/
 	bash pipelines/install-system-deps.sh bench

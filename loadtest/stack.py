@@ -3,7 +3,8 @@
 MariaDB, Redis, the WeChat emulator and gunicorn, each on a free loopback port, with data in a
 temporary directory that is removed afterwards. The same real parts the test suite uses,
 started the same way (mirakuru waits for each port), so a benchmark measures what production
-runs: migrations applied, demo catalog seeded.
+runs: migrations applied, demo catalog seeded. `embedded=True` starts neither MariaDB nor Redis:
+a SQLite database and the embedded store's file in that directory instead, as `make run` has.
 
     with LocalStack(workers=4) as stack:
         print(stack.base_url, stack.emulator_url)
@@ -76,7 +77,9 @@ class LocalStack:
         worker_class: str = "gthread",
         threads: int = 4,
         env: Mapping[str, str] | None = None,
+        embedded: bool = False,
     ) -> None:
+        self.embedded = embedded
         self.workers = workers
         self.worker_class = worker_class
         self.threads = threads
@@ -202,18 +205,21 @@ class LocalStack:
 
     def __enter__(self) -> Self:
         try:
-            database_url, redis_url = self._start_mariadb(), self._start_redis()
+            if self.embedded:
+                stores = {
+                    "DATABASE_URL": f"sqlite:///{self.directory / 'minishop.db'}",
+                    "REDIS_URL": "",
+                    "EMBEDDED_STORE_PATH": str(self.directory / "minishop-kv.db"),
+                }
+            else:
+                stores = {"DATABASE_URL": self._start_mariadb(), "REDIS_URL": self._start_redis()}
             self._emulator = EmulatorProcess(env={"PATH": os.environ.get("PATH", "")}).start()
             self.emulator_url = self._emulator.base_url
             self.app_env = (
                 dict(os.environ)
-                | {
-                    "APP_ENV": "testing",
-                    "DATABASE_URL": database_url,
-                    "REDIS_URL": redis_url,
-                    "WECHAT_API_BASE": self.emulator_url,
-                    "LOG_LEVEL": "WARNING",
-                }
+                | {"APP_ENV": "testing", "LOG_LEVEL": "WARNING"}
+                | {"WECHAT_API_BASE": self.emulator_url}
+                | stores
                 | self.extra_env
             )
             self._flask("db", "upgrade")

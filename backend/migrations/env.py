@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 from alembic import context
 from alembic.autogenerate.api import AutogenContext
 from flask import current_app
+from sqlalchemy import Connection
 
 import minishop.models  # noqa: F401  (registers every table on the metadata)
 from minishop.models.types import UtcDateTime
@@ -31,11 +34,41 @@ def skip_empty_autogenerate(context_: Any, revision: Any, directives: list[Any])
         log.info("No changes in schema detected.")
 
 
+@contextmanager
+def foreign_keys_off_on_sqlite(connection: Connection) -> Iterator[None]:
+    """SQLite alters a table (batch mode) by copying it, dropping the old one and renaming the
+    copy, while other tables still point at it: enforced foreign keys refuse the DROP. SQLite's
+    own procedure turns them off meanwhile (outside a transaction, which ignores the pragma),
+    checks them before committing (`check_foreign_keys`), and here the pooled connection gets
+    them back afterwards.
+    """
+    if connection.dialect.name != "sqlite":
+        yield
+        return
+    connection.exec_driver_sql("PRAGMA foreign_keys = OFF")
+    connection.commit()
+    try:
+        yield
+    finally:
+        connection.exec_driver_sql("PRAGMA foreign_keys = ON")
+        connection.commit()
+
+
+def check_foreign_keys(connection: Connection) -> None:
+    if connection.dialect.name != "sqlite":
+        return
+    broken = connection.exec_driver_sql("PRAGMA foreign_key_check").all()
+    if broken:
+        raise RuntimeError(f"the migration left rows with dangling foreign keys: {broken}")
+
+
 def run_migrations_online() -> None:
     engine = target_db.engine
     options = dict(current_app.extensions["migrate"].configure_args)
     options.setdefault("process_revision_directives", skip_empty_autogenerate)
-    with engine.connect() as connection:
+    # Autogenerate writes batch operations, which SQLite needs and MariaDB runs as plain ALTERs.
+    options.setdefault("render_as_batch", True)
+    with engine.connect() as connection, foreign_keys_off_on_sqlite(connection):
         context.configure(
             connection=connection,
             target_metadata=target_db.metadata,
@@ -44,6 +77,7 @@ def run_migrations_online() -> None:
         )
         with context.begin_transaction():
             context.run_migrations()
+            check_foreign_keys(connection)
 
 
 if context.is_offline_mode():

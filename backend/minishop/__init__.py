@@ -27,7 +27,7 @@ def create_app(settings: Settings | None = None) -> OpenAPI:
         validation_error_callback=errors.raise_validation_error,
         security_schemes={"bearer": {"type": "http", "scheme": "bearer", "bearerFormat": "JWT"}},
     )
-    app.config.from_mapping(settings.flask_config())
+    app.config.from_mapping(settings.flask_config(app.instance_path))
     app.json.sort_keys = False  # type: ignore[attr-defined]
 
     extensions.init_app(app, settings)

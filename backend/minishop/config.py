@@ -15,6 +15,8 @@ from typing import Any, ClassVar, Literal
 from pydantic import Field, ValidationError
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from minishop import sqlite_limits
+
 AppEnv = Literal["development", "testing", "production"]
 TracingBackend = Literal["otel", "skywalking", "none"]
 
@@ -103,6 +105,9 @@ class Settings(BaseSettings):
 
     REDIS_URL: str | None = None
     REDIS_TIMEOUT_SECONDS: float = 1.0
+    # Without REDIS_URL, the cache, nonces, locks and rate-limit counters live in this SQLite file,
+    # which every worker shares (relative paths are in the instance folder).
+    EMBEDDED_STORE_PATH: str = "minishop-kv.db"
     # Catalog cache (minishop/cache.py). TTLs get up to CACHE_TTL_JITTER (a fraction) of random
     # extra time; an expired entry is still served for CACHE_STALE_SECONDS while one request
     # rebuilds it.
@@ -191,7 +196,10 @@ class Settings(BaseSettings):
         """Reasons this configuration must not serve traffic; empty when it may."""
         return []
 
-    def flask_config(self) -> dict[str, Any]:
+    def embedded_store_path(self, instance_path: str) -> str:
+        return os.path.join(instance_path, self.EMBEDDED_STORE_PATH)
+
+    def flask_config(self, instance_path: str) -> dict[str, Any]:
         """The mapping handed to `app.config`, including the keys extensions read."""
         url = self.database_url()
         engine_options: dict[str, Any] = {"pool_pre_ping": True}
@@ -210,13 +218,21 @@ class Settings(BaseSettings):
                 "APP_ENV": self.APP_ENV,
                 "SQLALCHEMY_DATABASE_URI": url,
                 "SQLALCHEMY_ENGINE_OPTIONS": engine_options,
+                "EMBEDDED_STORE_PATH": self.embedded_store_path(instance_path),
             }
-            | self.rate_limit_storage()
+            | self.rate_limit_storage(instance_path)
         )
 
-    def rate_limit_storage(self) -> dict[str, Any]:
-        """Flask-Limiter's storage: Redis gets our socket timeouts, so a dead one fails fast."""
-        uri = self.RATELIMIT_STORAGE_URI or self.REDIS_URL or "memory://"
+    def rate_limit_storage(self, instance_path: str) -> dict[str, Any]:
+        """Flask-Limiter's storage: Redis gets our socket timeouts, so a dead one fails fast.
+
+        Without Redis, the embedded store's SQLite file, so every worker counts the same hits.
+        """
+        uri = (
+            self.RATELIMIT_STORAGE_URI
+            or self.REDIS_URL
+            or sqlite_limits.storage_uri(self.embedded_store_path(instance_path))
+        )
         options = dict(self.RATELIMIT_PASSTHROUGH.get("RATELIMIT_STORAGE_OPTIONS") or {})
         if uri.startswith(("redis://", "rediss://")):
             timeouts = {

@@ -101,7 +101,10 @@ def init_app(app: Flask, config: Settings) -> None:
     settings.set(app, config)
 
     store = store_for(
-        config.REDIS_URL, config.REDIS_TIMEOUT_SECONDS, key_prefix=f"{config.SERVICE_NAME}:"
+        config.REDIS_URL,
+        config.REDIS_TIMEOUT_SECONDS,
+        key_prefix=f"{config.SERVICE_NAME}:",
+        embedded_path=config.embedded_store_path(app.instance_path),
     )
     kv_store.set(app, store)
     catalog_cache.set(

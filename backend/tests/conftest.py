@@ -213,12 +213,17 @@ def catalog(app: Any) -> dict[str, Any]:
 
 @contextmanager
 def gunicorn_server(settings: TestingSettings, log_dir: Path, **extra_env: str) -> Iterator[str]:
-    """gunicorn (4 workers) serving the app on a free loopback port; `extra_env` adds settings."""
+    """gunicorn (4 workers) serving the app on a free loopback port; `extra_env` adds settings.
+
+    Without REDIS_URL in `settings`, the embedded store's file goes to `log_dir` unless `settings`
+    names an absolute path: a test server never shares the instance folder's.
+    """
     port = port_for.select_random()
     env = os.environ | {
         "APP_ENV": "testing",
         "DATABASE_URL": settings.database_url(),
         "REDIS_URL": settings.REDIS_URL or "",
+        "EMBEDDED_STORE_PATH": settings.embedded_store_path(str(log_dir)),
         "WECHAT_API_BASE": settings.WECHAT_API_BASE,
         "HOST": "127.0.0.1",
         "PORT": str(port),

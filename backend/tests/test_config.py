@@ -37,7 +37,9 @@ def production_env(monkeypatch: pytest.MonkeyPatch) -> pytest.MonkeyPatch:
 def test_production_accepts_a_complete_configuration(production_env: pytest.MonkeyPatch) -> None:
     settings = load_settings()
     assert isinstance(settings, ProductionSettings)
-    assert settings.flask_config()["REDIS_URL"] == GOOD_PRODUCTION_ENV["REDIS_URL"]
+    config = settings.flask_config("/srv/instance")
+    assert config["REDIS_URL"] == GOOD_PRODUCTION_ENV["REDIS_URL"]
+    assert config["RATELIMIT_STORAGE_URI"] == GOOD_PRODUCTION_ENV["REDIS_URL"]
 
 
 @pytest.mark.parametrize(
@@ -105,9 +107,13 @@ def test_development_defaults_to_sqlite_and_no_redis(
 ) -> None:
     monkeypatch.delenv("DATABASE_URL", raising=False)
     monkeypatch.delenv("REDIS_URL", raising=False)
-    config = load_settings("development").flask_config()
+    monkeypatch.delenv("EMBEDDED_STORE_PATH", raising=False)
+    config = load_settings("development").flask_config("/srv/instance")
     assert config["SQLALCHEMY_DATABASE_URI"].startswith("sqlite:///")
     assert config["REDIS_URL"] is None
+    # Every worker shares one file for the store and the rate limits, in the instance folder.
+    assert config["EMBEDDED_STORE_PATH"] == "/srv/instance/minishop-kv.db"
+    assert config["RATELIMIT_STORAGE_URI"] == "minishop-sqlite:///srv/instance/minishop-kv.db"
 
 
 def _run_refusing(command: list[str]) -> subprocess.CompletedProcess[str]:

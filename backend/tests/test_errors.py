@@ -52,8 +52,12 @@ def conflict() -> Response:
 
 
 @pytest.fixture(scope="module")
-def probe_client() -> FlaskClient:
-    app = create_app(config.TestingSettings(MAX_CONTENT_LENGTH=1024))
+def probe_client(tmp_path_factory: pytest.TempPathFactory) -> FlaskClient:
+    """Without Redis: the embedded store in a temporary folder, not the instance folder's."""
+    store = tmp_path_factory.mktemp("probe") / "minishop-kv.db"
+    app = create_app(
+        config.TestingSettings(MAX_CONTENT_LENGTH=1024, EMBEDDED_STORE_PATH=str(store))
+    )
     app.register_api(probe)
     return app.test_client()
 

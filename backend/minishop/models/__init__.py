@@ -1,5 +1,7 @@
-"""SQLAlchemy models. Importing this package registers every table on `db.metadata`."""
+"""SQLAlchemy models. Importing this package registers every table on `db.metadata`, and the
+settings every SQLite connection gets (foreign keys on, WAL, a busy timeout: models/sqlite.py)."""
 
+from minishop.models import sqlite  # noqa: F401  (its listener configures SQLite connections)
 from minishop.models.catalog import Category, Product, ProductStatus
 from minishop.models.file import StoredFile
 from minishop.models.order import Order, OrderItem, OrderStatus

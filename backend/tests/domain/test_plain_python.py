@@ -51,7 +51,7 @@ def test_a_job_places_expires_and_reads_orders_without_an_app(
     assert not has_app_context()
     engine = create_engine(database_url)
     policy = CachePolicy(enabled=True, negative_ttl=30, jitter=0.0, stale_seconds=0)
-    store = store_for(redis_url, 1.0, key_prefix="plain-python-test:")
+    store = store_for(redis_url, 1.0, key_prefix="plain-python-test:", embedded_path="")
     shop_cache = CatalogCache(ReadThroughCache(store, policy), product_ttl=60, categories_ttl=60)
     cleanup(engine)
     try:

@@ -126,7 +126,7 @@ def test_flask_limiter_settings_pass_through_from_the_environment(
     monkeypatch.setenv("RATELIMIT_META", "1000 per day")
     monkeypatch.setenv("RATELIMIT_STRATEGY", "fixed-window")  # declared: validated
     loaded = config.TestingSettings()
-    flask_config = loaded.flask_config()
+    flask_config = loaded.flask_config("instance")
     assert flask_config["RATELIMIT_ENABLED"] is False
     assert flask_config["RATELIMIT_META"] == "1000 per day"
     assert flask_config["RATELIMIT_STRATEGY"] == "fixed-window"
