@@ -165,10 +165,17 @@ class SQLiteFile:
             connection = sqlite3.connect(
                 self.path, timeout=BUSY_TIMEOUT_SECONDS, isolation_level=None
             )
-            connection.execute("PRAGMA journal_mode=WAL")
-            connection.execute("PRAGMA synchronous=NORMAL")
-            connection.executescript(self.schema)
-            local.writer_lock = open(f"{self.path}-writer.lock", "ab")  # noqa: SIM115
+            writer_lock = open(f"{self.path}-writer.lock", "ab")  # noqa: SIM115
+            # Switching to WAL and creating the tables write too: in the writers' queue, or many
+            # threads opening the file at once get "database is locked".
+            fcntl.flock(writer_lock, fcntl.LOCK_EX)
+            try:
+                connection.execute("PRAGMA journal_mode=WAL")
+                connection.execute("PRAGMA synchronous=NORMAL")
+                connection.executescript(self.schema)
+            finally:
+                fcntl.flock(writer_lock, fcntl.LOCK_UN)
+            local.writer_lock = writer_lock
             local.connection, local.pid = connection, os.getpid()
         return local.connection, local.writer_lock
 

@@ -75,6 +75,18 @@ def migrated_sqlite_url(directory: Path) -> str:
     return migrate_database(f"sqlite:///{directory / 'minishop.db'}")
 
 
+def embedded_settings(settings: TestingSettings, folder: Path) -> TestingSettings:
+    """`settings` in the embedded default (no Redis): a migrated SQLite database and the store
+    every worker shares, both in `folder` (never in the source tree's instance folder)."""
+    return settings.model_copy(
+        update={
+            "DATABASE_URL": migrated_sqlite_url(folder),
+            "REDIS_URL": None,
+            "EMBEDDED_STORE_PATH": str(folder / "minishop-kv.db"),
+        }
+    )
+
+
 @pytest.fixture(scope="session")
 def mariadb(request: pytest.FixtureRequest) -> MySQLExecutor:
     require_binaries("mariadbd", "mariadb-install-db", "mariadbd-safe", "mariadb-admin")
@@ -131,8 +143,7 @@ def sqlite_settings(
     settings: TestingSettings, tmp_path_factory: pytest.TempPathFactory
 ) -> TestingSettings:
     """The embedded default: SQLite (a migrated file in a temporary folder) and no Redis."""
-    url = migrated_sqlite_url(tmp_path_factory.mktemp("sqlite"))
-    return settings.model_copy(update={"DATABASE_URL": url, "REDIS_URL": None})
+    return embedded_settings(settings, tmp_path_factory.mktemp("sqlite"))
 
 
 @pytest.fixture(scope="session")

@@ -8,13 +8,12 @@ from typing import Any
 
 import pytest
 from flask.testing import FlaskClient
-from flask_migrate import upgrade
 from sqlalchemy import func, select, text, update
 
 from minishop import config, create_app
 from minishop.extensions import db
 from minishop.models import Category, Product, Role, User
-from tests.conftest import MIGRATIONS_DIR
+from tests.conftest import embedded_settings
 from tests.signing import send_signed
 from tests.test_errors import assert_envelope
 from wechat_emulator.testing import EmulatorControl
@@ -28,17 +27,9 @@ def shop(
     if request.param == "mariadb":
         yield request.getfixturevalue("app")
         return
-    embedded = settings.model_copy(
-        update={
-            "DATABASE_URL": f"sqlite:///{tmp_path / 'minishop.db'}",
-            "REDIS_URL": None,
-            "EMBEDDED_STORE_PATH": str(tmp_path / "minishop-kv.db"),
-        }
-    )
-    app = create_app(embedded)
+    app = create_app(embedded_settings(settings, tmp_path))
     app.teardown_request(lambda exc: db.session.rollback())
     with app.app_context():
-        upgrade(directory=MIGRATIONS_DIR)
         yield app
         db.session.rollback()
         db.engine.dispose()

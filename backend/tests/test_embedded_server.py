@@ -22,12 +22,11 @@ from typing import Any
 import psutil
 import pytest
 import requests
-from flask_migrate import upgrade
 
 from minishop import config, create_app
 from minishop.extensions import db
 from minishop.models import Category, Product
-from tests.conftest import MIGRATIONS_DIR, gunicorn_server
+from tests.conftest import embedded_settings, gunicorn_server
 from tests.signing import json_bytes, signed_headers
 from wechat_emulator.testing import EmulatorControl
 
@@ -81,16 +80,8 @@ def embedded_server(
     settings: config.TestingSettings, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[EmbeddedServer]:
     folder = tmp_path_factory.mktemp("embedded")
-    embedded = settings.model_copy(
-        update={
-            "DATABASE_URL": f"sqlite:///{folder / 'minishop.db'}",
-            "REDIS_URL": None,
-            "EMBEDDED_STORE_PATH": str(folder / "minishop-kv.db"),
-        }
-    )
+    embedded = embedded_settings(settings, folder)
     app = create_app(embedded)
-    with app.app_context():
-        upgrade(directory=MIGRATIONS_DIR)
     pid_file = folder / "gunicorn.pid"
     with gunicorn_server(
         embedded,

@@ -33,7 +33,7 @@ from minishop.domain.auth import grant_admin
 from minishop.domain.seeding import seed_demo_catalog
 from minishop.extensions import db
 from minishop.security.signature import sign_headers
-from tests.conftest import gunicorn_server, migrated_sqlite_url
+from tests.conftest import embedded_settings, gunicorn_server
 from wechat_emulator.testing import EmulatorControl
 
 EXAMPLES_PER_MODE = 12
@@ -151,9 +151,7 @@ def fuzz_server(
     """gunicorn with uploads in a temporary folder, so fuzzed files never land in the tree."""
     tmp: Path = tmp_path_factory.mktemp(f"fuzz-{request.param}")
     if request.param == "sqlite":
-        settings = settings.model_copy(
-            update={"DATABASE_URL": migrated_sqlite_url(tmp), "REDIS_URL": None}
-        )
+        settings = embedded_settings(settings, tmp)
     with gunicorn_server(settings, tmp, UPLOAD_DIR=str(tmp / "uploads")) as base_url:
         yield FuzzTarget(base_url, settings)
 
