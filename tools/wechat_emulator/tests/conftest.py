@@ -7,6 +7,7 @@ from collections.abc import Iterator
 import pytest
 import requests
 from emulator_helpers import WeChatApi
+from pay_helpers import Merchant
 
 from wechat_emulator.testing import EmulatorControl, EmulatorProcess
 
@@ -34,3 +35,10 @@ def http() -> Iterator[requests.Session]:
 @pytest.fixture()
 def wx(emulator: EmulatorProcess, control: EmulatorControl, http: requests.Session) -> WeChatApi:
     return WeChatApi(emulator.base_url, http)
+
+
+@pytest.fixture()
+def merchant(
+    emulator: EmulatorProcess, control: EmulatorControl, http: requests.Session
+) -> Merchant:
+    return Merchant(emulator.base_url, http, control.pay_keys())

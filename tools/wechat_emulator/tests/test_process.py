@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 import requests
 
 from wechat_emulator import EmulatorConfig, create_app
+from wechat_emulator.paycrypto import new_rsa_key, private_pem, public_pem
 from wechat_emulator.testing import EmulatorError, EmulatorProcess
 
 
@@ -86,3 +88,38 @@ def test_create_app_in_process() -> None:
         },
     ).get_json()
     assert "session_key" in answer
+
+
+def test_pay_keys_come_from_pem_files_and_the_mchid_from_the_flag(tmp_path: Path) -> None:
+    """Given keys are used and nothing private is handed out; --mchid beats WECHATPAY_MCHID."""
+    merchant_key, platform_key = new_rsa_key(), new_rsa_key()
+    merchant_file, platform_file = tmp_path / "merchant.pub.pem", tmp_path / "platform.pem"
+    merchant_file.write_text(public_pem(merchant_key.public_key()))
+    platform_file.write_text(private_pem(platform_key))
+    env = {
+        "EMULATOR_PAY_MERCHANT_PUBLIC_KEY": str(merchant_file),
+        "EMULATOR_PAY_PLATFORM_PRIVATE_KEY": str(platform_file),
+        "WECHATPAY_MCHID": "1900000009",
+        "WECHATPAY_APIV3_KEY": "0123456789abcdef0123456789abcdef",
+    }
+    with EmulatorProcess(mchid="1900000042", env=env) as emulator:
+        keys = emulator.control.pay_keys()
+    assert keys.mchid == "1900000042"
+    assert keys.apiv3_key == "0123456789abcdef0123456789abcdef"
+    assert keys.merchant_private_key is None
+    assert keys.platform_public_key == public_pem(platform_key.public_key())
+
+
+@pytest.mark.parametrize(
+    "env",
+    [
+        {"WECHATPAY_APIV3_KEY": "too-short"},
+        {"WECHATPAY_MCHID": "merchant"},
+        {"WECHATPAY_MERCHANT_SERIAL": "abc"},
+        {"EMULATOR_PAY_PUBLIC_KEY_ID": "KEY_1"},
+        {"EMULATOR_PAY_RETRY_SCALE": "fast"},
+    ],
+)
+def test_bad_pay_configuration_is_refused(env: dict[str, str]) -> None:
+    with pytest.raises(ValueError):
+        EmulatorConfig.from_env(env)

@@ -1,10 +1,9 @@
 """A faithful stand-in for WeChat's servers, for tests, local runs and load tests.
 
 One Flask app serves the mini-program API (api.weixin.qq.com), the WeCom API used by
-Alertmanager (qyapi.weixin.qq.com) and the control API under /__emulator/, all over one
-in-memory `State`. Each API family is a blueprint whose views go through `interception`
-(scripted faults, call recording); WeChat Pay v3 (api.mch.weixin.qq.com) is meant to join the
-same way, as one more blueprint and one more section of `State`.
+Alertmanager (qyapi.weixin.qq.com), WeChat Pay API v3 (api.mch.weixin.qq.com) and the control
+API under /__emulator/, all over one in-memory `State`. Each API family is a blueprint whose
+views go through `interception` (scripted faults, call recording).
 """
 
 from __future__ import annotations
@@ -14,7 +13,7 @@ from flask.json.provider import DefaultJSONProvider
 from flask.typing import ResponseReturnValue
 from werkzeug.exceptions import HTTPException
 
-from . import control, interception, miniprogram, wecom
+from . import control, interception, miniprogram, pay, paycontrol, wecom
 from .config import EmulatorConfig, Settings
 from .state import State
 
@@ -44,7 +43,7 @@ def create_app(config: EmulatorConfig | None = None) -> Flask:
     app.json = _JSONProvider(app)
     app.extensions["wechat_emulator"] = State(config or EmulatorConfig.from_env())
     interception.install(app)
-    for blueprint in (miniprogram.bp, wecom.bp, control.bp):
+    for blueprint in (miniprogram.bp, wecom.bp, pay.bp, control.bp, paycontrol.bp):
         app.register_blueprint(blueprint)
     app.register_error_handler(HTTPException, _http_error)
     app.register_error_handler(Exception, _unexpected_error)

@@ -23,7 +23,10 @@ from .config import EmulatorConfig
 def _parse(argv: Sequence[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
         prog="python -m wechat_emulator",
-        description="Emulate WeChat's mini-program and WeCom APIs (control API: /__emulator/).",
+        description=(
+            "Emulate WeChat's mini-program, WeCom and WeChat Pay v3 APIs "
+            "(control API: /__emulator/)."
+        ),
     )
     parser.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1)")
     parser.add_argument("--port", type=int, default=8001, help="0 picks a free port (default 8001)")
@@ -32,6 +35,7 @@ def _parse(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--corpid", help="WeCom corpid (env WECOM_CORPID)")
     parser.add_argument("--corpsecret", help="WeCom app secret (env WECOM_CORPSECRET)")
     parser.add_argument("--agentid", type=int, help="WeCom app agentid (env WECOM_AGENTID)")
+    parser.add_argument("--mchid", help="WeChat Pay merchant id (env WECHATPAY_MCHID)")
     parser.add_argument("--quiet", action="store_true", help="do not log every request")
     return parser.parse_args(argv)
 
@@ -52,13 +56,23 @@ def main(argv: Sequence[str] | None = None) -> None:
         if getattr(args, name) is not None
     }
     config = dataclasses.replace(config, **overrides)
+    if args.mchid is not None:
+        try:
+            pay = dataclasses.replace(config.pay, mchid=args.mchid)
+            config = dataclasses.replace(config, pay=pay)
+        except ValueError as error:
+            sys.exit(f"wechat-emulator: {error}")
     if args.quiet:
         logging.getLogger("werkzeug").setLevel(logging.WARNING)
-    server = make_server(args.host, args.port, create_app(config), threaded=True)
+    try:
+        app = create_app(config)
+    except (OSError, ValueError) as error:  # an unreadable or wrong Pay key file
+        sys.exit(f"wechat-emulator: {error}")
+    server = make_server(args.host, args.port, app, threaded=True)
     signal.signal(signal.SIGTERM, _stop)
     print(
         f"wechat-emulator listening on http://{args.host}:{server.server_port} "
-        f"(appid {config.appid}, corpid {config.corpid})",
+        f"(appid {config.appid}, corpid {config.corpid}, mchid {config.pay.mchid})",
         flush=True,
     )
     try:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Literal
@@ -13,6 +14,14 @@ DEFAULT_SECRET = "dev-only-wechat-app-secret-never-use-in-prod"  # noqa: S105 (p
 DEFAULT_CORPID = "ww0000000000000000"
 DEFAULT_CORPSECRET = "dev-only-wecom-corp-secret-never-use-in-prod"
 DEFAULT_AGENTID = 1000002
+# WeChat Pay v3 development defaults (public: never use them anywhere real).
+DEFAULT_MCHID = "1900000001"
+DEFAULT_MERCHANT_SERIAL = "DE7E000000000000000000000000000000000D01"
+DEFAULT_APIV3_KEY = "devOnlyApiV3KeyNeverUseInProd000"
+DEFAULT_PUBLIC_KEY_ID = "PUB_KEY_ID_0119000000012026000000000000000001"
+DEFAULT_PLATFORM_SERIAL = "3E7E000000000000000000000000000000000D02"
+_SERIAL = re.compile(r"[0-9A-F]{40}")
+_PUBLIC_KEY_ID = re.compile(r"PUB_KEY_ID_[0-9]{1,64}")
 
 Suggest = Literal["review", "risky"]
 
@@ -59,6 +68,60 @@ class Settings:
 
 
 @dataclass(frozen=True)
+class PayConfig:
+    """The one WeChat Pay merchant and the platform's identity (keys: see paykeys.py).
+
+    Key files hold PEM; when a file is not given the emulator generates that key at start-up.
+    """
+
+    mchid: str = DEFAULT_MCHID
+    merchant_serial: str = DEFAULT_MERCHANT_SERIAL
+    merchant_public_key_file: str | None = None
+    platform_private_key_file: str | None = None
+    apiv3_key: str = DEFAULT_APIV3_KEY
+    public_key_id: str = DEFAULT_PUBLIC_KEY_ID
+    platform_serial: str = DEFAULT_PLATFORM_SERIAL
+    # Multiplies WeChat's notification retry schedule (0.001 in tests: 15 s becomes 15 ms).
+    retry_scale: float = 1.0
+
+    def __post_init__(self) -> None:
+        if not self.mchid.isdigit():
+            raise ValueError(f"WECHATPAY_MCHID must be digits, not {self.mchid!r}")
+        if not _SERIAL.fullmatch(self.merchant_serial):
+            raise ValueError("WECHATPAY_MERCHANT_SERIAL must be 40 upper-case hex digits")
+        if not _SERIAL.fullmatch(self.platform_serial) or self.platform_serial[0] > "7":
+            raise ValueError(
+                "EMULATOR_PAY_PLATFORM_SERIAL must be 40 upper-case hex digits, the first 0-7"
+            )
+        if len(self.apiv3_key) != 32 or not self.apiv3_key.isascii():
+            raise ValueError("WECHATPAY_APIV3_KEY must be 32 ASCII characters")
+        if not _PUBLIC_KEY_ID.fullmatch(self.public_key_id):
+            raise ValueError("EMULATOR_PAY_PUBLIC_KEY_ID must be PUB_KEY_ID_ followed by digits")
+        if not 0 < self.retry_scale <= 1000:
+            raise ValueError("EMULATOR_PAY_RETRY_SCALE must be a number in (0, 1000]")
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str]) -> PayConfig:
+        """WECHATPAY_MCHID, WECHATPAY_MERCHANT_SERIAL, WECHATPAY_APIV3_KEY and the EMULATOR_PAY_*
+        variables (an empty variable counts as unset)."""
+        scale = env.get("EMULATOR_PAY_RETRY_SCALE") or "1"
+        try:
+            retry_scale = float(scale)
+        except ValueError:
+            raise ValueError(f"EMULATOR_PAY_RETRY_SCALE must be a number, not {scale!r}") from None
+        return cls(
+            mchid=env.get("WECHATPAY_MCHID") or DEFAULT_MCHID,
+            merchant_serial=env.get("WECHATPAY_MERCHANT_SERIAL") or DEFAULT_MERCHANT_SERIAL,
+            merchant_public_key_file=env.get("EMULATOR_PAY_MERCHANT_PUBLIC_KEY") or None,
+            platform_private_key_file=env.get("EMULATOR_PAY_PLATFORM_PRIVATE_KEY") or None,
+            apiv3_key=env.get("WECHATPAY_APIV3_KEY") or DEFAULT_APIV3_KEY,
+            public_key_id=env.get("EMULATOR_PAY_PUBLIC_KEY_ID") or DEFAULT_PUBLIC_KEY_ID,
+            platform_serial=env.get("EMULATOR_PAY_PLATFORM_SERIAL") or DEFAULT_PLATFORM_SERIAL,
+            retry_scale=retry_scale,
+        )
+
+
+@dataclass(frozen=True)
 class EmulatorConfig:
     """The one registered mini-program and the one WeCom app, plus the initial settings."""
 
@@ -68,6 +131,7 @@ class EmulatorConfig:
     corpsecret: str = DEFAULT_CORPSECRET
     agentid: int = DEFAULT_AGENTID
     settings: Settings = field(default_factory=Settings)
+    pay: PayConfig = field(default_factory=lambda: PayConfig())
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> EmulatorConfig:
@@ -78,6 +142,7 @@ class EmulatorConfig:
         if not agentid.isdigit():
             raise ValueError(f"WECOM_AGENTID must be a positive integer, not {agentid!r}")
         return cls(
+            pay=PayConfig.from_env(env),
             appid=env.get("WECHAT_APPID") or DEFAULT_APPID,
             secret=env.get("WECHAT_SECRET") or DEFAULT_SECRET,
             corpid=env.get("WECOM_CORPID") or DEFAULT_CORPID,

@@ -16,7 +16,7 @@ from flask import Blueprint, request
 from flask.typing import ResponseReturnValue
 
 from .config import ContentRule, Suggest
-from .interception import API_NAMES
+from .interception import API_NAMES, OUTBOUND_NAMES
 from .state import Fault, FaultQueue, PhoneNumber, Template, User, current_state, new_openid
 
 bp = Blueprint("control", __name__, url_prefix="/__emulator")
@@ -252,8 +252,9 @@ def clear_faults() -> ResponseReturnValue:
 def list_calls() -> ResponseReturnValue:
     """Recorded API calls, oldest first; `?api=` keeps one API's."""
     api = request.args.get("api")
-    if api is not None and api not in API_NAMES:
-        raise ControlError(f"api must be one of {', '.join(sorted(API_NAMES))}")
+    names = API_NAMES | OUTBOUND_NAMES
+    if api is not None and api not in names:
+        raise ControlError(f"api must be one of {', '.join(sorted(names))}")
     state = current_state()
     with state.lock:
         calls = list(state.calls)

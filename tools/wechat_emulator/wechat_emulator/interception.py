@@ -22,6 +22,8 @@ View = Callable[P, ResponseReturnValue]
 
 # Every API name an @endpoint declared, filled at import time.
 API_NAMES: set[str] = set()
+# What the emulator itself sends (pay notifications): recorded under /__emulator/calls, no faults.
+OUTBOUND_NAMES: set[str] = {"pay_notify"}
 # Trace context propagated by the backend (W3C, baggage, SkyWalking), kept so tests can check it.
 TRACE_HEADERS = ("traceparent", "tracestate", "baggage", "sw8")
 

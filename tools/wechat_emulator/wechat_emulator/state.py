@@ -22,6 +22,7 @@ from flask import current_app
 
 from .clock import Clock
 from .config import EmulatorConfig, Settings
+from .paycrypto import PayKeys
 
 T = TypeVar("T")
 V = TypeVar("V")
@@ -195,6 +196,67 @@ class WeComData:
     tokens: TokenTable = field(default_factory=TokenTable)
 
 
+@dataclass
+class PayOrder:
+    """One JSAPI transaction, keyed by the merchant's out_trade_no."""
+
+    out_trade_no: str
+    appid: str
+    mchid: str
+    description: str
+    notify_url: str
+    total: int
+    currency: str
+    openid: str
+    attach: str | None
+    time_expire: str | None
+    # When the order stops being payable (time_expire, in the emulator's clock), if given.
+    expires_at: float | None
+    # The request body as canonical JSON: a re-sent create must match it.
+    parameters: str
+    prepay_id: str
+    prepay_expires_at: float
+    trade_state: str = "NOTPAY"
+    transaction_id: str | None = None
+    success_time: str | None = None
+    payer_total: int | None = None
+    refunded: int = 0  # fen refunded or being refunded (refunds not CLOSED or ABNORMAL)
+
+
+@dataclass
+class PayRefund:
+    refund_id: str
+    out_refund_no: str
+    out_trade_no: str
+    transaction_id: str
+    refund: int
+    total: int
+    currency: str
+    reason: str | None
+    notify_url: str | None
+    parameters: str
+    create_time: str
+    status: str = "PROCESSING"
+    success_time: str | None = None
+
+
+@dataclass
+class PayData:
+    """What api.mch.weixin.qq.com knows: transactions, refunds, recently seen request nonces."""
+
+    orders: dict[str, PayOrder] = field(default_factory=dict)
+    refunds: dict[str, PayRefund] = field(default_factory=dict)  # by out_refund_no
+    nonces: dict[str, float] = field(default_factory=dict)  # nonce -> real time first seen
+    refund_outcome: str = "SUCCESS"
+    serial_mode: str = "public_key"  # or "certificate": what Wechatpay-Serial names
+    retry_scale: float = 1.0
+    # Set by reset: notification deliveries still waiting give up.
+    cancelled: threading.Event = field(default_factory=threading.Event)
+
+    def order_by_transaction(self, transaction_id: str) -> PayOrder | None:
+        return next((o for o in self.orders.values() if o.transaction_id == transaction_id), None)
+
+
 @dataclass(frozen=True)
 class Fault:
     """A scripted misbehaviour for the next `remaining` calls of one API."""
@@ -244,19 +306,23 @@ class State:
         self.config = config
         self.clock = Clock()
         self.lock = threading.RLock()
+        self.pay_keys = PayKeys.load(config.pay)
         self._forget()
 
     def _forget(self) -> None:
         self.settings: Settings = self.config.settings
         self.miniprogram = MiniProgramData()
         self.wecom = WeComData()
+        self.pay = PayData(retry_scale=self.config.pay.retry_scale)
         self.faults = FaultQueue()
         self.calls: deque[dict[str, Any]] = deque(maxlen=RECORD_LIMIT)
         self.messages: deque[dict[str, Any]] = deque(maxlen=RECORD_LIMIT)
 
     def reset(self) -> None:
-        """Forget everything: users, codes, tokens, templates, faults, records, settings, clock."""
+        """Forget everything: users, codes, tokens, templates, orders, refunds, pending
+        notifications, faults, records, settings, clock (the pay keys stay)."""
         with self.lock:
+            self.pay.cancelled.set()
             self._forget()
             self.clock.reset()
 

@@ -55,6 +55,26 @@ class LoginCode:
     openid: str
 
 
+@dataclass(frozen=True)
+class PayKeys:
+    """What a WeChat Pay merchant configures (PEM strings). merchant_private_key is set only
+    when the emulator generated the merchant key pair itself: a test-only convenience."""
+
+    mchid: str
+    appid: str
+    merchant_serial: str
+    apiv3_key: str
+    public_key_id: str
+    platform_public_key: str
+    platform_serial: str
+    platform_certificate: str
+    merchant_private_key: str | None
+
+
+def _quote(segment: str) -> str:
+    return urllib.parse.quote(segment, safe="")
+
+
 class EmulatorControl:
     """Typed calls to /__emulator/ (see the README for what each one does)."""
 
@@ -152,6 +172,51 @@ class EmulatorControl:
         """Change settings (token_ttl_seconds=60, ...); returns all of them."""
         return dict(self._call("POST", "config", settings))
 
+    def pay_keys(self) -> PayKeys:
+        """The merchant's WeChat Pay configuration for this emulator (GET /pay/keys)."""
+        answer = self._call("GET", "pay/keys")
+        return PayKeys(**{name: answer[name] for name in PayKeys.__dataclass_fields__})
+
+    def pay_succeed(
+        self,
+        out_trade_no: str,
+        *,
+        payer_total: int | None = None,
+        duplicates: int = 0,
+        delay_seconds: float = 0.0,
+        corrupt_signature: bool = False,
+        amount_override: int | None = None,
+    ) -> dict[str, Any]:
+        """The user pays the order; returns {"transaction", "notification_id"}."""
+        body: dict[str, Any] = {
+            "duplicates": duplicates,
+            "delay_seconds": delay_seconds,
+            "corrupt_signature": corrupt_signature,
+        }
+        if payer_total is not None:
+            body["payer_total"] = payer_total
+        if amount_override is not None:
+            body["amount_override"] = amount_override
+        return dict(self._call("POST", f"pay/{_quote(out_trade_no)}/succeed", body))
+
+    def pay_fail(self, out_trade_no: str) -> dict[str, Any]:
+        return dict(self._call("POST", f"pay/{_quote(out_trade_no)}/fail", {}))
+
+    def pay_settings(
+        self, *, retry_scale: float | None = None, serial_mode: str | None = None
+    ) -> dict[str, Any]:
+        """Change (or, with no argument, read) retry_scale and serial_mode."""
+        body = {
+            k: v
+            for k, v in {"retry_scale": retry_scale, "serial_mode": serial_mode}.items()
+            if v is not None
+        }
+        return dict(self._call("POST", "pay/settings", body))
+
+    def set_refund_outcome(self, status: str) -> None:
+        """SUCCESS, ABNORMAL, CLOSED or PROCESSING: what the next refunds become."""
+        self._call("POST", "pay/refund-outcome", {"status": status})
+
 
 class EmulatorProcess:
     """`python -m wechat_emulator` on a free loopback port, healthy once `start()` returns."""
@@ -164,6 +229,7 @@ class EmulatorProcess:
         corpid: str | None = None,
         corpsecret: str | None = None,
         agentid: int | None = None,
+        mchid: str | None = None,
         env: Mapping[str, str] | None = None,
         startup_timeout: float = 20.0,
     ) -> None:
@@ -173,6 +239,7 @@ class EmulatorProcess:
             "--corpid": corpid,
             "--corpsecret": corpsecret,
             "--agentid": None if agentid is None else str(agentid),
+            "--mchid": mchid,
         }
         self.command = [sys.executable, "-m", "wechat_emulator", "--port", "0", "--quiet"]
         for flag, value in options.items():
