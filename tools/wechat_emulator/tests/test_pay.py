@@ -309,3 +309,29 @@ def test_faults_answer_the_pay_error_shape(merchant: Merchant, control: Emulator
     merchant.create("order-0001", NOTIFY)
     calls = control.calls("pay_jsapi")
     assert [call["status"] for call in calls] == [429, 200]
+
+
+def test_certificates_answers_the_encrypted_platform_certificate(
+    merchant: Merchant, control: EmulatorControl
+) -> None:
+    control.pay_settings(serial_mode="certificate")
+    answer = merchant.call("GET", "/v3/certificates")
+    assert answer.status_code == 200, answer.text
+    (entry,) = answer.json()["data"]
+    assert entry["serial_no"] == merchant.keys.platform_serial
+    encrypted = entry["encrypt_certificate"]
+    assert encrypted["algorithm"] == "AEAD_AES_256_GCM"
+    assert encrypted["associated_data"] == "certificate"
+    assert len(encrypted["nonce"]) == 12
+    pem = aes_gcm_decrypt(
+        merchant.keys.apiv3_key, encrypted["nonce"], "certificate", encrypted["ciphertext"]
+    )
+    certificate = x509.load_pem_x509_certificate(pem)
+    assert f"{certificate.serial_number:040X}" == entry["serial_no"]
+    assert entry["effective_time"] < entry["expire_time"]
+    # The answer is signed by the key of the certificate it carries, naming its serial.
+    assert answer.headers["Wechatpay-Serial"] == entry["serial_no"]
+    assert certificate.public_key() == serialization.load_pem_public_key(
+        merchant.keys.platform_public_key.encode()
+    )
+    assert merchant.verifies(answer.headers, answer.content)

@@ -21,7 +21,7 @@ from flask.typing import ResponseReturnValue
 
 from . import paynotify
 from .interception import endpoint
-from .paycrypto import SIGNATURE_TYPE, verify
+from .paycrypto import SIGNATURE_TYPE, aes_gcm_encrypt, verify
 from .paynotify import signed_headers
 from .protocol import WeChatError
 from .state import PayData, PayOrder, PayRefund, State, current_state
@@ -526,3 +526,33 @@ def query_refund(out_refund_no: str) -> ResponseReturnValue:
         if refund is None:
             raise PayError(404, "ORDER_NOT_EXIST", "退款单不存在")
         return refund_json(refund, state.pay.orders[refund.out_trade_no])
+
+
+@bp.get("/certificates")
+@endpoint("pay_certificates")
+def certificates() -> ResponseReturnValue:
+    """The platform certificate (certificate mode), its PEM AES-GCM encrypted with the APIv3 key."""
+    state = current_state()
+    authenticate(state)
+    certificate = state.pay_keys.certificate
+    nonce = secrets.token_hex(6)
+    return {
+        "data": [
+            {
+                "serial_no": state.config.pay.platform_serial,
+                "effective_time": rfc3339(certificate.not_valid_before_utc.timestamp()),
+                "expire_time": rfc3339(certificate.not_valid_after_utc.timestamp()),
+                "encrypt_certificate": {
+                    "algorithm": "AEAD_AES_256_GCM",
+                    "nonce": nonce,
+                    "associated_data": "certificate",
+                    "ciphertext": aes_gcm_encrypt(
+                        state.config.pay.apiv3_key,
+                        nonce,
+                        "certificate",
+                        state.pay_keys.certificate_pem.encode(),
+                    ),
+                },
+            }
+        ]
+    }
