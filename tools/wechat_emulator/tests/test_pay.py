@@ -173,6 +173,7 @@ def _without(body: dict[str, Any], *path: str) -> dict[str, Any]:
         ({"payer": {"openid": ""}}, "PARAM_ERROR"),
         ({"payer": None}, "PARAM_ERROR"),
         ({"description": ""}, "PARAM_ERROR"),
+        ({"appid": None}, "PARAM_ERROR"),
     ],
 )
 def test_jsapi_validates_its_parameters(
@@ -308,7 +309,10 @@ def test_faults_answer_the_pay_error_shape(merchant: Merchant, control: Emulator
     assert_pay_error(merchant.query("order-0001"), 500, "SYSTEM_ERROR")
     merchant.create("order-0001", NOTIFY)
     calls = control.calls("pay_jsapi")
-    assert [call["status"] for call in calls] == [429, 200]
+    assert [(call["status"], call["errcode"], call["code"]) for call in calls] == [
+        (429, None, "RATELIMIT_EXCEEDED"),
+        (200, None, None),
+    ]
 
 
 def test_certificates_answers_the_encrypted_platform_certificate(

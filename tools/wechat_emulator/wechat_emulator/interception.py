@@ -65,6 +65,10 @@ def _record_call(response: Response) -> Response:
     if api is None:
         return response
     answer = response.get_json(silent=True) if response.is_json else None
+    if not isinstance(answer, dict):
+        answer = None
+    # Pay v3 answers failures with {"code", "message"}: it has no errcode.
+    pay = request.blueprint == "pay"
     fault = g.get("fault")
     record = {
         "api": api,
@@ -77,7 +81,8 @@ def _record_call(response: Response) -> Response:
         },
         "timestamp": g.called_at,
         "status": response.status_code,
-        "errcode": answer.get("errcode", 0) if isinstance(answer, dict) else None,
+        "errcode": None if answer is None or pay else answer.get("errcode", 0),
+        "code": answer.get("code") if answer is not None and pay else None,
         "fault": None if fault is None else fault.effect(),
     }
     state = current_state()

@@ -242,6 +242,8 @@ def jsapi() -> ResponseReturnValue:
     state = current_state()
     authenticate(state)
     body = json_body()
+    if not body.get("appid"):
+        raise param_error("appid is required")
     if body.get("appid") != state.config.appid:
         raise PayError(400, "APPID_MCHID_NOT_MATCH", "appid和mch_id不匹配")
     _check_mchid(state, body.get("mchid"))
