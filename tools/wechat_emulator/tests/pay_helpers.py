@@ -43,8 +43,9 @@ def rsa_sign(key: rsa.RSAPrivateKey, message: bytes) -> str:
 
 def rsa_verifies(key: rsa.RSAPublicKey, message: bytes, signature: str) -> bool:
     try:
-        key.verify(base64.b64decode(signature), message, padding.PKCS1v15(), hashes.SHA256())
-    except InvalidSignature:
+        raw = base64.b64decode(signature, validate=True)
+        key.verify(raw, message, padding.PKCS1v15(), hashes.SHA256())
+    except (InvalidSignature, ValueError):  # binascii.Error is a ValueError
         return False
     return True
 

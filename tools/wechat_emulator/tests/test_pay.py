@@ -339,3 +339,16 @@ def test_certificates_answers_the_encrypted_platform_certificate(
         merchant.keys.platform_public_key.encode()
     )
     assert merchant.verifies(answer.headers, answer.content)
+
+
+def test_signtest_probes_replace_the_signature_of_the_next_answers(
+    merchant: Merchant, control: EmulatorControl
+) -> None:
+    assert control.pay_settings(signtest_answers=1)["signtest_answers"] == 1
+    probed = merchant.call("POST", JSAPI, merchant.jsapi_body("order-0001", NOTIFY))
+    assert probed.status_code == 200
+    assert probed.headers["Wechatpay-Signature"].startswith("WECHATPAY/SIGNTEST/")
+    assert not merchant.verifies(probed.headers, probed.content)
+    normal = merchant.call("POST", JSAPI, merchant.jsapi_body("order-0001", NOTIFY))
+    assert merchant.verifies(normal.headers, normal.content)
+    assert control.pay_settings()["signtest_answers"] == 0

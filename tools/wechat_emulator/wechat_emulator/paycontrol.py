@@ -59,6 +59,7 @@ def _settings_json() -> dict[str, Any]:
         "retry_scale": pay.retry_scale,
         "serial_mode": pay.serial_mode,
         "refund_outcome": pay.refund_outcome,
+        "signtest_answers": pay.signtest_answers,
     }
 
 
@@ -71,9 +72,11 @@ def get_settings() -> ResponseReturnValue:
 
 @bp.post("/settings")
 def update_settings() -> ResponseReturnValue:
-    """`retry_scale` (multiplies the notification retry schedule) and `serial_mode` (what
-    Wechatpay-Serial names: the public key id, or the platform certificate's serial)."""
-    body = Body({"retry_scale", "serial_mode"})
+    """`retry_scale` (multiplies the notification retry schedule), `serial_mode` (what
+    Wechatpay-Serial names: the public key id, or the platform certificate's serial) and
+    `signtest_answers` (how many next 2xx answers carry a WECHATPAY/SIGNTEST/ probe)."""
+    body = Body({"retry_scale", "serial_mode", "signtest_answers"})
+    signtest_answers = body.integer("signtest_answers", 0, 1_000_000)
     retry_scale = body.number("retry_scale", 0, 1000) if "retry_scale" in body.data else None
     serial_mode = body.text("serial_mode")
     if serial_mode is not None and serial_mode not in SERIAL_MODES:
@@ -84,6 +87,8 @@ def update_settings() -> ResponseReturnValue:
             state.pay.retry_scale = retry_scale
         if serial_mode is not None:
             state.pay.serial_mode = serial_mode
+        if signtest_answers is not None:
+            state.pay.signtest_answers = signtest_answers
         return _settings_json()
 
 

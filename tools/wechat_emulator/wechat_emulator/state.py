@@ -250,6 +250,8 @@ class PayData:
     refund_outcome: str = "SUCCESS"
     serial_mode: str = "public_key"  # or "certificate": what Wechatpay-Serial names
     retry_scale: float = 1.0
+    # How many of the next 2xx API answers carry a WECHATPAY/SIGNTEST/ probe signature.
+    signtest_answers: int = 0
     # Set by reset: notification deliveries still waiting give up.
     cancelled: threading.Event = field(default_factory=threading.Event)
 

@@ -203,14 +203,19 @@ class EmulatorControl:
         return dict(self._call("POST", f"pay/{_quote(out_trade_no)}/fail", {}))
 
     def pay_settings(
-        self, *, retry_scale: float | None = None, serial_mode: str | None = None
+        self,
+        *,
+        retry_scale: float | None = None,
+        serial_mode: str | None = None,
+        signtest_answers: int | None = None,
     ) -> dict[str, Any]:
-        """Change (or, with no argument, read) retry_scale and serial_mode."""
-        body = {
-            k: v
-            for k, v in {"retry_scale": retry_scale, "serial_mode": serial_mode}.items()
-            if v is not None
+        """Change (or, with no argument, read) retry_scale, serial_mode, signtest_answers."""
+        fields = {
+            "retry_scale": retry_scale,
+            "serial_mode": serial_mode,
+            "signtest_answers": signtest_answers,
         }
+        body = {k: v for k, v in fields.items() if v is not None}
         return dict(self._call("POST", "pay/settings", body))
 
     def set_refund_outcome(self, status: str) -> None:
