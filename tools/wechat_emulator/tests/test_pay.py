@@ -9,11 +9,11 @@ import pytest
 import requests
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
-from pay_helpers import Merchant
+from pay_helpers import Merchant, rsa_sign
 
 from wechat_emulator.config import DEFAULT_MCHID, DEFAULT_MERCHANT_SERIAL, DEFAULT_PUBLIC_KEY_ID
 from wechat_emulator.paycrypto import aes_gcm_decrypt, aes_gcm_encrypt
-from wechat_emulator.testing import EmulatorControl
+from wechat_emulator.testing import EmulatorControl, EmulatorControlError
 
 NOTIFY = "https://shop.example.com/api/v1/pay/notify"
 JSAPI = "/v3/pay/transactions/jsapi"
@@ -352,3 +352,42 @@ def test_signtest_probes_replace_the_signature_of_the_next_answers(
     normal = merchant.call("POST", JSAPI, merchant.jsapi_body("order-0001", NOTIFY))
     assert merchant.verifies(normal.headers, normal.content)
     assert control.pay_settings()["signtest_answers"] == 0
+
+
+def _payment_params(merchant: Merchant, prepay_id: str, **overrides: str) -> dict[str, str]:
+    """The mini-program payment parameters as a merchant backend builds them."""
+    params = {
+        "appId": merchant.keys.appid,
+        "timeStamp": str(int(time.time())),
+        "nonceStr": "5K8264ILTKCH16CQ2502SI8ZNMTM67VS",
+        "package": f"prepay_id={prepay_id}",
+        "signType": "RSA",
+    } | overrides
+    message = "".join(f"{params[name]}\n" for name in ("appId", "timeStamp", "nonceStr", "package"))
+    params["paySign"] = rsa_sign(merchant.private_key, message.encode())
+    return params
+
+
+def test_request_payment_checks_the_mini_program_parameters(
+    merchant: Merchant, control: EmulatorControl
+) -> None:
+    prepay_id = merchant.create("order-0001", "http://127.0.0.1:9/notify")
+    params = _payment_params(merchant, prepay_id)
+    assert control.request_payment(params)["out_trade_no"] == "order-0001"
+    refused = [
+        (
+            params | {"paySign": _payment_params(merchant, prepay_id, nonceStr="other")["paySign"]},
+            400,
+        ),
+        (params | {"signType": "MD5"}, 400),
+        (params | {"timeStamp": "1"}, 400),
+        (_payment_params(merchant, "wx00000000000000000000000000000000"), 404),
+    ]
+    for bad, status in refused:
+        with pytest.raises(EmulatorControlError) as error:
+            control.request_payment(bad)
+        assert error.value.status == status, bad
+    control.advance_clock(7200)
+    with pytest.raises(EmulatorControlError) as expired:
+        control.request_payment(params)
+    assert expired.value.status == 404

@@ -6,6 +6,7 @@ cashier, the refund outcome the bank reaches, and the key material a test mercha
 
 from __future__ import annotations
 
+import re
 import secrets
 from typing import Any
 
@@ -15,7 +16,7 @@ from flask.typing import ResponseReturnValue
 from . import paynotify
 from .control import Body, ControlError
 from .pay import refresh_trade_state, rfc3339, transaction_json
-from .paycrypto import private_pem
+from .paycrypto import private_pem, verify
 from .state import current_state
 
 bp = Blueprint("pay_control", __name__, url_prefix="/__emulator/pay")
@@ -24,6 +25,9 @@ MAX_DUPLICATES = 50
 MAX_DELAY_SECONDS = 3600.0
 SERIAL_MODES = ("public_key", "certificate")
 REFUND_OUTCOMES = ("SUCCESS", "ABNORMAL", "CLOSED", "PROCESSING")
+_TIMESTAMP = re.compile(r"[0-9]{10}")
+_NONCE_STR = re.compile(r"[0-9A-Za-z]{1,32}")
+_PACKAGE = re.compile(r"prepay_id=[0-9A-Za-z]{1,64}")
 
 
 @bp.errorhandler(ControlError)
@@ -103,6 +107,40 @@ def set_refund_outcome() -> ResponseReturnValue:
     with state.lock:
         state.pay.refund_outcome = status
         return _settings_json()
+
+
+@bp.post("/request-payment")
+def request_payment() -> ResponseReturnValue:
+    """What wx.requestPayment checks on the phone: the mini-program's payment parameters.
+
+    paySign must be the merchant key's SHA256withRSA over `appId\ntimeStamp\nnonceStr\npackage\n`
+    and package must name the order's current prepay_id. Answers the order; paying it is a
+    separate `/succeed` (or `/fail`).
+    """
+    body = Body({"appId", "timeStamp", "nonceStr", "package", "signType", "paySign"})
+    state = current_state()
+    app_id = body.text("appId") or state.config.appid
+    time_stamp = body.required_text("timeStamp", _TIMESTAMP)
+    nonce_str = body.required_text("nonceStr", _NONCE_STR)
+    package = body.required_text("package", _PACKAGE)
+    if body.required_text("signType") != "RSA":
+        raise ControlError('signType must be "RSA"')
+    pay_sign = body.required_text("paySign")
+    if app_id != state.config.appid:
+        raise ControlError(f"appId {app_id} is not the emulator's mini-program")
+    message = f"{app_id}\n{time_stamp}\n{nonce_str}\n{package}\n".encode()
+    if not verify(state.pay_keys.merchant_public_key, message, pay_sign):
+        raise ControlError("paySign does not verify with the merchant key")
+    prepay_id = package.removeprefix("prepay_id=")
+    with state.lock:
+        now = state.clock.now()
+        order = next((o for o in state.pay.orders.values() if o.prepay_id == prepay_id), None)
+        if order is None or now >= order.prepay_expires_at:
+            raise ControlError(f"prepay_id {prepay_id} is unknown or expired", 404)
+        refresh_trade_state(order, now)
+        if order.trade_state not in ("NOTPAY", "PAYERROR"):
+            raise ControlError(f"the order is {order.trade_state}, not payable", 409)
+        return {"out_trade_no": order.out_trade_no, "transaction": transaction_json(order)}
 
 
 def _new_transaction_id() -> str:

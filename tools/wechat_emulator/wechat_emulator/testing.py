@@ -199,6 +199,11 @@ class EmulatorControl:
             body["amount_override"] = amount_override
         return dict(self._call("POST", f"pay/{_quote(out_trade_no)}/succeed", body))
 
+    def request_payment(self, params: Mapping[str, str]) -> dict[str, Any]:
+        """Check the mini-program payment parameters as wx.requestPayment does; answers
+        {"out_trade_no", "transaction"} (a refusal raises EmulatorControlError)."""
+        return dict(self._call("POST", "pay/request-payment", params))
+
     def pay_fail(self, out_trade_no: str) -> dict[str, Any]:
         return dict(self._call("POST", f"pay/{_quote(out_trade_no)}/fail", {}))
 
