@@ -190,40 +190,43 @@ def test_concurrent_orders_on_sqlite_take_exact_stock_without_errors(
     assert stock == 0
 
 
-def signed_profile_change(data: dict[str, Any], address: str) -> tuple[bytes, dict[str, str]]:
+def sent_signed_change(
+    server: EmbeddedServer, emulator: EmulatorControl, address: str
+) -> Callable[[], requests.Response]:
+    """Log in from `address` and send one signed profile change (200); returns its exact replay."""
+    data = log_in(server, emulator, address)
     body = json_bytes({"nickname": "Replayed"})
     headers = signed_headers(data, "PATCH", "/api/v1/users/me", body) | from_client(address)
-    return body, headers | {"Content-Type": "application/json"}
+    headers |= {"Content-Type": "application/json"}
+
+    def send() -> requests.Response:
+        return server.send("PATCH", "/api/v1/users/me", data=body, headers=headers)
+
+    first = send()
+    assert first.status_code == 200, first.text
+    return send
+
+
+def replayed_everywhere(send: Callable[[], requests.Response]) -> set[tuple[int, int]]:
+    """(status, code) of the replay sent from every worker."""
+    return {(r.status_code, r.json()["code"]) for r in everywhere(lambda _: send())}
 
 
 def test_a_replayed_nonce_is_refused_by_every_worker(
     embedded_server: EmbeddedServer, emulator: EmulatorControl
 ) -> None:
-    address = "203.0.113.30"
-    body, headers = signed_profile_change(log_in(embedded_server, emulator, address), address)
-    first = embedded_server.send("PATCH", "/api/v1/users/me", data=body, headers=headers)
-    assert first.status_code == 200, first.text
-
-    replays = everywhere(
-        lambda _: embedded_server.send("PATCH", "/api/v1/users/me", data=body, headers=headers)
-    )
-    assert {(r.status_code, r.json()["code"]) for r in replays} == {(401, 40102)}
+    replay = sent_signed_change(embedded_server, emulator, "203.0.113.30")
+    assert replayed_everywhere(replay) == {(401, 40102)}
 
 
 def test_workers_that_crashed_forget_neither_nonces_nor_limits(
     embedded_server: EmbeddedServer, emulator: EmulatorControl
 ) -> None:
-    address = "203.0.113.40"
-    body, headers = signed_profile_change(log_in(embedded_server, emulator, address), address)
-    first = embedded_server.send("PATCH", "/api/v1/users/me", data=body, headers=headers)
-    assert first.status_code == 200, first.text
+    replay = sent_signed_change(embedded_server, emulator, "203.0.113.40")
     limited = "203.0.113.41"
     assert 429 not in [bad_login(embedded_server, limited) for _ in range(LOGIN_LIMIT)]
 
     embedded_server.crash_every_worker()
 
-    replays = everywhere(
-        lambda _: embedded_server.send("PATCH", "/api/v1/users/me", data=body, headers=headers)
-    )
-    assert {(r.status_code, r.json()["code"]) for r in replays} == {(401, 40102)}
+    assert replayed_everywhere(replay) == {(401, 40102)}
     assert bad_login(embedded_server, limited) == 429

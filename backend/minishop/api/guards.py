@@ -72,11 +72,7 @@ def requirements(app: Flask, endpoint: str) -> Requirements:
 
 
 def _current_requirements() -> Requirements:
-    required: Requirements | None = g.get("requirements")
-    if required is None:
-        required = requirements(current_app, request.endpoint or "")
-        g.requirements = required
-    return required
+    return requirements(current_app, request.endpoint or "")
 
 
 def _bearer_token() -> str:
@@ -87,7 +83,6 @@ def _bearer_token() -> str:
 
 
 def _authenticate_if_required() -> None:
-    g.pop("requirements", None)
     required = _current_requirements()
     if not required.login:
         return

@@ -1,4 +1,4 @@
-"""Rate limits: Flask-Limiter with a moving window in Redis, so every worker shares the counts.
+"""Rate limits: Flask-Limiter, a moving window every worker shares (Redis or the embedded store).
 
 - `RATELIMIT_DEFAULT` applies to every endpoint, per client IP (the address `TRUSTED_PROXY_COUNT`
   proxies reported, through werkzeug's ProxyFix; `X-Forwarded-For` is never read blindly).

@@ -237,11 +237,15 @@ def transaction_json(order: PayOrder) -> dict[str, Any]:
     return answer
 
 
-def _order(pay: PayData, out_trade_no: str) -> PayOrder:
-    order = pay.orders.get(out_trade_no)
+def _found(order: PayOrder | None) -> PayOrder:
+    """`order`, or WeChat's 404 when the lookup found none."""
     if order is None:
         raise PayError(404, "ORDER_NOT_EXIST", "订单不存在")
     return order
+
+
+def _order(pay: PayData, out_trade_no: str) -> PayOrder:
+    return _found(pay.orders.get(out_trade_no))
 
 
 @bp.post("/pay/transactions/jsapi")
@@ -340,10 +344,7 @@ def query_by_transaction_id(transaction_id: str) -> ResponseReturnValue:
     authenticate(state)
     _query_mchid(state)
     with state.lock:
-        order = state.pay.order_by_transaction(transaction_id)
-        if order is None:
-            raise PayError(404, "ORDER_NOT_EXIST", "订单不存在")
-        return transaction_json(order)
+        return transaction_json(_found(state.pay.order_by_transaction(transaction_id)))
 
 
 @bp.post("/pay/transactions/out-trade-no/<out_trade_no>/close")
@@ -424,14 +425,10 @@ def _refund_order(pay: PayData, body: dict[str, Any]) -> PayOrder:
     if transaction_id is not None:
         if not isinstance(transaction_id, str):
             raise param_error("transaction_id must be a string")
-        order = pay.order_by_transaction(transaction_id)
-    elif isinstance(out_trade_no, str):
-        order = pay.orders.get(out_trade_no)
-    else:
-        raise param_error("give out_trade_no or transaction_id")
-    if order is None:
-        raise PayError(404, "ORDER_NOT_EXIST", "订单不存在")
-    return order
+        return _found(pay.order_by_transaction(transaction_id))
+    if isinstance(out_trade_no, str):
+        return _order(pay, out_trade_no)
+    raise param_error("give out_trade_no or transaction_id")
 
 
 @bp.post("/refund/domestic/refunds")
