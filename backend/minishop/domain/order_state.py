@@ -15,8 +15,9 @@ S = OrderStatus
 TRANSITIONS: dict[OrderStatus, frozenset[OrderStatus]] = {
     S.PENDING_PAYMENT: frozenset({S.PAID, S.CANCELLED}),
     S.PAID: frozenset({S.SHIPPED, S.REFUNDING}),
-    S.SHIPPED: frozenset({S.COMPLETED}),
-    S.REFUNDING: frozenset({S.REFUNDED}),
+    S.SHIPPED: frozenset({S.COMPLETED, S.REFUNDING}),
+    # Back to where it came from (`status_before_refund`) after a partial or failed refund.
+    S.REFUNDING: frozenset({S.REFUNDED, S.PAID, S.SHIPPED}),
     S.COMPLETED: frozenset(),
     S.CANCELLED: frozenset(),
     S.REFUNDED: frozenset(),

@@ -307,7 +307,7 @@ def ship_order(session: Session, order_no: str) -> Order:
 
     def work() -> Order:
         order = _order_where(session, Order.order_no == order_no)
-        transition(session, order, OrderStatus.SHIPPED)
+        transition(session, order, OrderStatus.SHIPPED, shipped_at=utcnow())
         return order
 
     order = in_transaction(session, work)

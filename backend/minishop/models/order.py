@@ -27,10 +27,12 @@ class Order(IdMixin, TimestampMixin, Base):
     __table_args__ = (
         UniqueConstraint("user_id", "idempotency_key"),
         CheckConstraint("total_fen >= 0", name="total_not_negative"),
+        CheckConstraint("refunded_fen BETWEEN 0 AND total_fen", name="refunded_within_total"),
         one_of("status", list(OrderStatus), "status_valid"),
         Index(None, "status", "created_at"),
         Index(None, "user_id", "created_at"),
         Index(None, "status", "expires_at"),
+        Index(None, "status", "shipped_at"),
         MYSQL_TABLE_OPTIONS,
     )
 
@@ -48,6 +50,12 @@ class Order(IdMixin, TimestampMixin, Base):
     request_hash: Mapped[str] = mapped_column(String(64), nullable=False)
     expires_at: Mapped[datetime] = mapped_column(UtcDateTime, nullable=False)
     paid_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
+    shipped_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
+    completed_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
+    # Refunds that WeChat confirmed, and where a `refunding` order goes back to when a partial
+    # refund succeeds or a refund fails (`paid` or `shipped`).
+    refunded_fen: Mapped[int] = mapped_column(Integer, default=0, nullable=False)
+    status_before_refund: Mapped[str | None] = mapped_column(String(24))
     version: Mapped[int] = mapped_column(Integer, default=1, nullable=False)
 
     items: Mapped[list[OrderItem]] = relationship(

@@ -3,7 +3,7 @@ from __future__ import annotations
 from datetime import datetime
 from enum import StrEnum
 
-from sqlalchemy import CheckConstraint, ForeignKey, String
+from sqlalchemy import CheckConstraint, ForeignKey, Index, String, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column
 
 from minishop.models.base import MYSQL_TABLE_OPTIONS, Base, IdMixin, TimestampMixin, one_of
@@ -31,6 +31,7 @@ class Payment(IdMixin, TimestampMixin, Base):
     __table_args__ = (
         CheckConstraint("amount_fen > 0", name="amount_positive"),
         one_of("status", list(PaymentStatus), "status_valid"),
+        Index(None, "status", "created_at"),
         MYSQL_TABLE_OPTIONS,
     )
 
@@ -46,10 +47,15 @@ class Payment(IdMixin, TimestampMixin, Base):
 
 
 class Refund(IdMixin, TimestampMixin, Base):
+    """Money going back to the buyer. `idempotency_key` makes a retried request the same refund
+    (and so the same out_refund_no at WeChat); `request_hash` tells a reused key apart."""
+
     __tablename__ = "refunds"
     __table_args__ = (
         CheckConstraint("amount_fen > 0", name="amount_positive"),
         one_of("status", list(RefundStatus), "status_valid"),
+        UniqueConstraint("order_id", "idempotency_key"),
+        Index(None, "status", "created_at"),
         MYSQL_TABLE_OPTIONS,
     )
 
@@ -60,6 +66,8 @@ class Refund(IdMixin, TimestampMixin, Base):
         BigIntId, ForeignKey("payments.id", ondelete="RESTRICT"), nullable=False, index=True
     )
     out_refund_no: Mapped[str] = mapped_column(String(64), unique=True, nullable=False)
+    idempotency_key: Mapped[str] = mapped_column(String(64), nullable=False)
+    request_hash: Mapped[str] = mapped_column(String(64), nullable=False)
     refund_id: Mapped[str | None] = mapped_column(String(64), unique=True)
     amount_fen: Mapped[int] = mapped_column(nullable=False)
     reason: Mapped[str] = mapped_column(String(80), default="", nullable=False)
