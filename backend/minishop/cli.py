@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+from datetime import timedelta
+
 import click
 from flask import Flask
 
 from minishop import extensions
-from minishop.domain import auth, orders, seeding
+from minishop.domain import auth, orders, payments, seeding
 
 
 @click.command("seed")
@@ -31,12 +33,48 @@ def orders_group() -> None:
 
 @orders_group.command("expire")
 def expire_orders_command() -> None:
-    """Cancel unpaid orders past their expiry and return their stock (a CronJob runs this)."""
-    expired = orders.expire_orders(extensions.session(), extensions.catalog_cache.get())
+    """Cancel unpaid orders past their expiry and return their stock (a CronJob runs this).
+
+    With WeChat Pay configured, each order's transaction is closed at WeChat first; one that
+    turns out paid is marked paid instead of cancelled.
+    """
+    context = extensions.payments.get()
+    if context is None:
+        expired = orders.expire_orders(extensions.session(), extensions.catalog_cache.get())
+    else:
+        expired = payments.expire_unpaid_orders(extensions.session(), context)
     click.echo(f"orders expire: {expired} orders expired")
+
+
+@click.group("payments")
+def payments_group() -> None:
+    """WeChat Pay operations."""
+
+
+@payments_group.command("reconcile")
+@click.option(
+    "--older-than-minutes",
+    type=click.IntRange(min=1),
+    default=None,
+    help="only transactions at least this old (default: PAYMENT_RECONCILE_AFTER_MINUTES)",
+)
+def reconcile_command(older_than_minutes: int | None) -> None:
+    """Ask WeChat Pay about payments and refunds whose notification never came, and apply the
+    answers as the notification would have (a CronJob runs this)."""
+    minutes = older_than_minutes or extensions.settings.get().PAYMENT_RECONCILE_AFTER_MINUTES
+    report = payments.reconcile(
+        extensions.session(),
+        extensions.payment_context(),
+        older_than=timedelta(minutes=minutes),
+    )
+    click.echo(
+        f"payments reconcile: {report.payments_repaired} of {report.payments_checked} payments"
+        f" and {report.refunds_repaired} of {report.refunds_checked} refunds repaired"
+    )
 
 
 def init_app(app: Flask) -> None:
     app.cli.add_command(seed_command)
     app.cli.add_command(grant_admin_command)
     app.cli.add_command(orders_group)
+    app.cli.add_command(payments_group)

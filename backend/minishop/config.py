@@ -30,6 +30,8 @@ DEV_SECRETS = {
     "DATA_ENCRYPTION_KEY": "dev-only-data-encryption-key-never-use-in-prod",
     "WECHAT_SECRET": "dev-only-wechat-app-secret-never-use-in-prod",
     "FILE_URL_SECRET": "dev-only-file-url-secret-never-use-in-production",
+    # WeChat Pay's APIv3 key is exactly 32 characters (the emulator's default).
+    "WECHATPAY_APIV3_KEY": "devOnlyApiV3KeyNeverUseInProd000",
 }
 MIN_SECRET_BYTES = 32
 
@@ -133,6 +135,28 @@ class Settings(BaseSettings):
     WECHAT_TOKEN_REFRESH_AHEAD_SECONDS: int = 300
     # Which mini-program build a subscribe message opens: developer, trial or formal.
     WECHAT_MINIPROGRAM_STATE: Literal["developer", "trial", "formal"] = "formal"
+
+    # --- WeChat Pay v3 (docs/payments.md). The defaults are the emulator's merchant. ---
+    WECHATPAY_MCHID: str = Field("1900000001", pattern=r"^[0-9]{1,32}$")
+    WECHATPAY_MERCHANT_SERIAL: str = Field(
+        "DE7E000000000000000000000000000000000D01", pattern=r"^[0-9A-F]{8,64}$"
+    )
+    # PEM files (mounted secrets). Without the private key, payments answer 50300.
+    WECHATPAY_PRIVATE_KEY_FILE: str | None = None
+    # WeChat Pay's platform public key and its id: public-key mode. Unset: certificate mode
+    # (platform certificates fetched from /v3/certificates and decrypted with the APIv3 key).
+    WECHATPAY_PUBLIC_KEY_ID: str | None = None
+    WECHATPAY_PUBLIC_KEY_FILE: str | None = None
+    WECHATPAY_APIV3_KEY: str = Field(
+        DEV_SECRETS["WECHATPAY_APIV3_KEY"], min_length=32, max_length=32, pattern=r"^[ -~]+$"
+    )
+    # Where WeChat Pay posts notifications: this service's /api/v1/payments/wechat/notify.
+    WECHATPAY_NOTIFY_URL: str = "http://127.0.0.1:8000/api/v1/payments/wechat/notify"
+    # `payments reconcile` asks WeChat about unpaid orders whose prepay is at least this old.
+    PAYMENT_RECONCILE_AFTER_MINUTES: int = Field(5, ge=1)
+    # Subscribe-message template sent to the buyer when a payment succeeds; empty: none.
+    WECHAT_PAID_TEMPLATE_ID: str = ""
+    # --- end of WeChat Pay ---
 
     # --- Edge security (issue 5): signatures, rate limits, CORS and headers, uploads. ---
     # Request signatures on the endpoints marked @signed (docs/request-signature.md).
@@ -283,6 +307,10 @@ class ProductionSettings(Settings):
             found.append("REDIS_URL is not set")
         if self.METRICS_ENABLED and self.METRICS_PORT is None:
             found.append("METRICS_PORT is not set (/metrics must not be on the public port)")
+        if not self.WECHATPAY_PRIVATE_KEY_FILE:
+            found.append("WECHATPAY_PRIVATE_KEY_FILE is not set (payments cannot be taken)")
+        if not self.WECHATPAY_NOTIFY_URL.startswith("https://"):
+            found.append("WECHATPAY_NOTIFY_URL is not https (WeChat Pay requires it)")
         return found
 
 

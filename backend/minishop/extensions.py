@@ -23,9 +23,11 @@ from flask_sqlalchemy import SQLAlchemy
 from sqlalchemy.orm import Session
 
 from minishop.cache import CachePolicy, ReadThroughCache
-from minishop.config import Settings
+from minishop.config import ConfigError, Settings
 from minishop.domain.auth import AuthKeys
 from minishop.domain.catalog import CatalogCache
+from minishop.domain.payments import BuyerMessages, PaymentContext
+from minishop.errors import AppError, ErrorCode
 from minishop.kvstore import KeyValueStore, store_for
 from minishop.models.base import Base
 from minishop.security import rate_limits
@@ -36,6 +38,7 @@ from minishop.storage import BlobStore, LocalBlobStore
 from minishop.wechat.access_token import AccessTokenManager
 from minishop.wechat.client import WeChatHttp, fetch_stable_token
 from minishop.wechat.miniprogram import MiniProgramClient
+from minishop.wechat.pay import PayCredentials, WeChatPayClient
 
 T = TypeVar("T")
 
@@ -70,11 +73,52 @@ wechat: Slot[MiniProgramClient] = Slot("wechat")
 token_signer: Slot[TokenSigner] = Slot("token_signer")
 field_cipher: Slot[FieldCipher] = Slot("field_cipher")
 auth_keys: Slot[AuthKeys] = Slot("auth_keys")
+# None when WeChat Pay is not configured (no WECHATPAY_PRIVATE_KEY_FILE): payments answer 50300.
+payments: Slot[PaymentContext | None] = Slot("payments")
 
 
 def session() -> Session:
     """The current request's (or CLI command's) database session, for the domain layer."""
     return db.session()
+
+
+def payment_context() -> PaymentContext:
+    """The payment rules' dependencies, or 50300 when this deployment takes no payments."""
+    context = payments.get()
+    if context is None:
+        raise AppError(ErrorCode.DEPENDENCY_UNAVAILABLE, "WeChat Pay is not configured")
+    return context
+
+
+def _payment_context(
+    config: Settings, catalog: CatalogCache, miniprogram: MiniProgramClient
+) -> PaymentContext | None:
+    if not config.WECHATPAY_PRIVATE_KEY_FILE:
+        return None
+    try:
+        credentials = PayCredentials.load(
+            mchid=config.WECHATPAY_MCHID,
+            appid=config.WECHAT_APPID,
+            merchant_serial=config.WECHATPAY_MERCHANT_SERIAL,
+            private_key_file=config.WECHATPAY_PRIVATE_KEY_FILE,
+            apiv3_key=config.WECHATPAY_APIV3_KEY,
+            public_key_id=config.WECHATPAY_PUBLIC_KEY_ID,
+            public_key_file=config.WECHATPAY_PUBLIC_KEY_FILE,
+        )
+    except ValueError as exc:
+        raise ConfigError(f"WeChat Pay configuration: {exc}") from None
+    client = WeChatPayClient(
+        config.WECHATPAY_API_BASE,
+        credentials,
+        connect_timeout=config.WECHAT_CONNECT_TIMEOUT_SECONDS,
+        total_timeout=config.WECHAT_TIMEOUT_SECONDS,
+    )
+    return PaymentContext(
+        pay=client,
+        catalog=catalog,
+        notify_url=config.WECHATPAY_NOTIFY_URL,
+        messages=BuyerMessages(miniprogram, config.WECHAT_PAID_TEMPLATE_ID),
+    )
 
 
 def _wechat_client(config: Settings, store: KeyValueStore) -> MiniProgramClient:
@@ -107,14 +151,12 @@ def init_app(app: Flask, config: Settings) -> None:
         embedded_path=config.embedded_store_path(app.instance_path),
     )
     kv_store.set(app, store)
-    catalog_cache.set(
-        app,
-        CatalogCache(
-            ReadThroughCache(store, CachePolicy.from_settings(config)),
-            product_ttl=config.CACHE_PRODUCT_TTL_SECONDS,
-            categories_ttl=config.CACHE_CATEGORIES_TTL_SECONDS,
-        ),
+    catalog = CatalogCache(
+        ReadThroughCache(store, CachePolicy.from_settings(config)),
+        product_ttl=config.CACHE_PRODUCT_TTL_SECONDS,
+        categories_ttl=config.CACHE_CATEGORIES_TTL_SECONDS,
     )
+    catalog_cache.set(app, catalog)
     limiter.set(app, rate_limits.build_limiter(config))
     blob_store.set(
         app, LocalBlobStore(Path(config.UPLOAD_DIR or os.path.join(app.instance_path, "uploads")))
@@ -122,7 +164,9 @@ def init_app(app: Flask, config: Settings) -> None:
     file_urls.set(
         app, FileUrls(config.FILE_URL_SECRET, config.FILE_URL_TTL_SECONDS, config.CDN_BASE_URL)
     )
-    wechat.set(app, _wechat_client(config, store))
+    miniprogram = _wechat_client(config, store)
+    wechat.set(app, miniprogram)
+    payments.set(app, _payment_context(config, catalog, miniprogram))
 
     signer = TokenSigner(
         config.JWT_SECRET,

@@ -128,13 +128,40 @@ def emulator(emulator_process: EmulatorProcess) -> EmulatorControl:
 
 
 @pytest.fixture(scope="session")
+def wechatpay_settings(
+    emulator_process: EmulatorProcess, tmp_path_factory: pytest.TempPathFactory
+) -> dict[str, str]:
+    """The emulator's merchant as our WeChat Pay settings (its generated keys in PEM files)."""
+    keys = emulator_process.control.pay_keys()
+    assert keys.merchant_private_key is not None
+    folder = tmp_path_factory.mktemp("wechatpay")
+    private_key, public_key = folder / "apiclient_key.pem", folder / "pub_key.pem"
+    private_key.write_text(keys.merchant_private_key)
+    public_key.write_text(keys.platform_public_key)
+    return {
+        "WECHAT_APPID": keys.appid,
+        "WECHATPAY_API_BASE": emulator_process.base_url,
+        "WECHATPAY_MCHID": keys.mchid,
+        "WECHATPAY_MERCHANT_SERIAL": keys.merchant_serial,
+        "WECHATPAY_PRIVATE_KEY_FILE": str(private_key),
+        "WECHATPAY_PUBLIC_KEY_ID": keys.public_key_id,
+        "WECHATPAY_PUBLIC_KEY_FILE": str(public_key),
+        "WECHATPAY_APIV3_KEY": keys.apiv3_key,
+    }
+
+
+@pytest.fixture(scope="session")
 def settings(
-    database_url: str, redis_url: str, emulator_process: EmulatorProcess
+    database_url: str,
+    redis_url: str,
+    emulator_process: EmulatorProcess,
+    wechatpay_settings: dict[str, str],
 ) -> TestingSettings:
     return TestingSettings(
         DATABASE_URL=database_url,
         REDIS_URL=redis_url,
         WECHAT_API_BASE=emulator_process.base_url,
+        **wechatpay_settings,
     )
 
 
@@ -222,6 +249,18 @@ def catalog(app: Any) -> dict[str, Any]:
     return {"tea": tea, "snacks": snacks, **products}
 
 
+WECHATPAY_FIELDS = (
+    "WECHAT_APPID",
+    "WECHATPAY_API_BASE",
+    "WECHATPAY_MCHID",
+    "WECHATPAY_MERCHANT_SERIAL",
+    "WECHATPAY_PRIVATE_KEY_FILE",
+    "WECHATPAY_PUBLIC_KEY_ID",
+    "WECHATPAY_PUBLIC_KEY_FILE",
+    "WECHATPAY_APIV3_KEY",
+)
+
+
 @contextmanager
 def gunicorn_server(settings: TestingSettings, log_dir: Path, **extra_env: str) -> Iterator[str]:
     """gunicorn (4 workers) serving the app on a free loopback port; `extra_env` adds settings.
@@ -236,6 +275,9 @@ def gunicorn_server(settings: TestingSettings, log_dir: Path, **extra_env: str) 
         "REDIS_URL": settings.REDIS_URL or "",
         "EMBEDDED_STORE_PATH": settings.embedded_store_path(str(log_dir)),
         "WECHAT_API_BASE": settings.WECHAT_API_BASE,
+        **{name: str(getattr(settings, name) or "") for name in WECHATPAY_FIELDS},
+        # WeChat Pay notifies this server unless the test says otherwise.
+        "WECHATPAY_NOTIFY_URL": f"http://127.0.0.1:{port}/api/v1/payments/wechat/notify",
         "HOST": "127.0.0.1",
         "PORT": str(port),
         "WEB_CONCURRENCY": "4",

@@ -21,6 +21,9 @@ GOOD_PRODUCTION_ENV = {
     "FILE_URL_SECRET": GOOD_SECRET,
     "DATABASE_URL": "mysql+pymysql://u:p@db.invalid/minishop",
     "REDIS_URL": "redis://cache.invalid:6379/0",
+    "WECHATPAY_APIV3_KEY": "k" * 32,
+    "WECHATPAY_PRIVATE_KEY_FILE": "/run/secrets/wechatpay/apiclient_key.pem",
+    "WECHATPAY_NOTIFY_URL": "https://shop.example.com/api/v1/payments/wechat/notify",
 }
 
 
@@ -64,6 +67,9 @@ def test_production_accepts_a_complete_configuration(production_env: pytest.Monk
         ("DEBUG", "true", "DEBUG is on"),
         ("DATABASE_URL", None, "DATABASE_URL is not set"),
         ("REDIS_URL", None, "REDIS_URL is not set"),
+        ("WECHATPAY_APIV3_KEY", None, "WECHATPAY_APIV3_KEY is a development default"),
+        ("WECHATPAY_PRIVATE_KEY_FILE", None, "WECHATPAY_PRIVATE_KEY_FILE is not set"),
+        ("WECHATPAY_NOTIFY_URL", "http://shop.example.com/n", "WECHATPAY_NOTIFY_URL is not https"),
     ],
 )
 def test_production_refuses_unsafe_settings(

@@ -18,13 +18,23 @@ from minishop.api import (
     health,
     openapi_doc,
     orders,
+    payments,
     products,
     users,
 )
 from minishop.api.body_limit import Request
 from minishop.errors import AppError, ErrorCode
 
-BLUEPRINTS = (health.bp, auth.bp, users.bp, products.bp, orders.bp, admin.bp, files.bp)
+BLUEPRINTS = (
+    health.bp,
+    auth.bp,
+    users.bp,
+    products.bp,
+    orders.bp,
+    payments.bp,
+    admin.bp,
+    files.bp,
+)
 
 
 @cache

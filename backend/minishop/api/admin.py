@@ -1,13 +1,15 @@
-"""Back office for admins: catalog writes and order handling.
+"""Back office for admins: catalog writes and order handling (shipping, refunds).
 
 The whole blueprint is `admin_only`: every route needs a signed request from an admin.
 """
 
 from __future__ import annotations
 
+from datetime import datetime
+
 from flask import Response
 from flask_openapi3 import APIBlueprint, Tag
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy.orm import Session
 
 from minishop import extensions
@@ -21,12 +23,12 @@ from minishop.api.common import (
     UtcTime,
 )
 from minishop.api.guards import BEARER_SECURITY, admin_only
-from minishop.api.orders import OrderOut, OrderPath, order_page
+from minishop.api.orders import IdempotencyHeader, OrderOut, OrderPath, order_page
 from minishop.api.products import CategoryOut, ProductDetailOut
-from minishop.domain import catalog, catalog_admin, orders
+from minishop.domain import catalog, catalog_admin, orders, payments
 from minishop.domain.catalog import CatalogCache
 from minishop.envelope import Envelope, ok
-from minishop.models import OrderStatus, Product, ProductStatus
+from minishop.models import OrderStatus, Product, ProductStatus, RefundStatus
 
 bp = APIBlueprint(
     "admin",
@@ -178,3 +180,48 @@ def list_orders(query: AdminOrderQuery) -> Response:
 @bp.post("/orders/<order_no>/ship", responses={200: Envelope[OrderOut]})
 def ship_order(path: OrderPath) -> Response:
     return ok(OrderOut.model_validate(orders.ship_order(extensions.session(), path.order_no)))
+
+
+class RefundBody(StrictBody):
+    amount_fen: int = Field(ge=1, le=MAX_INT_COLUMN)
+    reason: str = Field("", max_length=80)
+
+
+class RefundOut(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+
+    out_refund_no: str
+    refund_id: str | None
+    amount_fen: int
+    reason: str
+    status: RefundStatus
+    created_at: datetime
+    succeeded_at: datetime | None
+
+
+class RefundedOrderOut(BaseModel):
+    refund: RefundOut
+    order: OrderOut
+
+
+@bp.post(
+    "/orders/<order_no>/refunds",
+    responses={201: Envelope[RefundedOrderOut], 200: Envelope[RefundedOrderOut]},
+)
+def refund_order(path: OrderPath, header: IdempotencyHeader, body: RefundBody) -> Response:
+    """Refund part or all of a paid or shipped order through WeChat Pay; 201 for a new refund,
+    200 with the same refund when the Idempotency-Key was seen before. `status` is usually
+    `processing` at first: the order leaves `refunding` when WeChat says how the refund ended."""
+    requested = payments.request_refund(
+        extensions.session(),
+        extensions.payment_context(),
+        path.order_no,
+        amount_fen=body.amount_fen,
+        reason=body.reason,
+        idempotency_key=header.idempotency_key,
+    )
+    answer = RefundedOrderOut(
+        refund=RefundOut.model_validate(requested.refund),
+        order=OrderOut.model_validate(requested.order),
+    )
+    return ok(answer, status=201 if requested.created else 200)

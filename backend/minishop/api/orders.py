@@ -1,4 +1,4 @@
-"""The caller's orders: place (idempotent), list, read, cancel."""
+"""The caller's orders: place (idempotent), list, read, cancel, pay."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 from minishop import extensions
 from minishop.api.common import Id, Page, PageQuery, StrictBody
 from minishop.api.guards import BEARER_SECURITY, current_principal, login_required, signed
-from minishop.domain import orders
+from minishop.domain import orders, payments
 from minishop.envelope import Envelope, ok
 from minishop.models import Order, OrderStatus
 from minishop.security.rate_limits import per_user
@@ -146,3 +146,27 @@ def cancel_order(path: OrderPath) -> Response:
         path.order_no,
     )
     return ok(OrderOut.model_validate(order))
+
+
+class PaymentParamsOut(BaseModel):
+    """Exactly what `wx.requestPayment` takes (WeChat's own field names)."""
+
+    timeStamp: str  # noqa: N815  (WeChat's name)
+    nonceStr: str  # noqa: N815
+    package: str
+    signType: str  # noqa: N815
+    paySign: str  # noqa: N815
+
+
+@bp.post("/<order_no>/pay", responses={200: Envelope[PaymentParamsOut]}, security=BEARER_SECURITY)
+@per_user("RATELIMIT_ORDERS")
+@signed
+def pay_order(path: OrderPath) -> Response:
+    """Create (or reuse) the WeChat Pay prepay for the caller's unpaid order."""
+    params = payments.start_payment(
+        extensions.session(),
+        extensions.payment_context(),
+        current_principal().user,
+        path.order_no,
+    )
+    return ok(PaymentParamsOut.model_validate(params))

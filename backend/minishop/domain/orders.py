@@ -14,6 +14,7 @@ import json
 import logging
 import secrets
 from collections import Counter
+from collections.abc import Collection
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
@@ -202,11 +203,21 @@ def get_user_order(session: Session, user: User, order_no: str) -> Order:
     return _order_where(session, Order.order_no == order_no, Order.user_id == user.id)
 
 
-def _order_where(session: Session, *conditions: ColumnElement[bool]) -> Order:
-    order: Order | None = session.scalar(select(Order).where(*conditions))
+def _order_where(
+    session: Session, *conditions: ColumnElement[bool], for_update: bool = False
+) -> Order:
+    query = select(Order).where(*conditions)
+    if for_update:
+        query = query.with_for_update().execution_options(populate_existing=True)
+    order: Order | None = session.scalar(query)
     if order is None:
         raise AppError(ErrorCode.NOT_FOUND, "order not found")
     return order
+
+
+def order_by_no(session: Session, order_no: str, *, for_update: bool = False) -> Order:
+    """Back office and WeChat's side: any user's order."""
+    return _order_where(session, Order.order_no == order_no, for_update=for_update)
 
 
 def order_list_query(
@@ -237,7 +248,7 @@ def list_orders(
     return list(found), total or 0
 
 
-def _return_stock(session: Session, orders: list[Order]) -> list[int]:
+def return_stock(session: Session, orders: list[Order]) -> list[int]:
     """Put the items of `orders` back, one UPDATE per product in ascending id (the lock order)."""
     returned: Counter[int] = Counter()
     for order in orders:
@@ -257,7 +268,7 @@ def cancel_order(session: Session, catalog: CatalogCache, user: User, order_no: 
     def work() -> tuple[Order, list[int]]:
         order = get_user_order(session, user, order_no)
         transition(session, order, OrderStatus.CANCELLED)
-        return order, _return_stock(session, [order])
+        return order, return_stock(session, [order])
 
     order, product_ids = in_transaction(session, work)
     catalog.forget_products(product_ids)
@@ -267,11 +278,18 @@ def cancel_order(session: Session, catalog: CatalogCache, user: User, order_no: 
     return order
 
 
-def expire_orders(session: Session, catalog: CatalogCache, now: datetime | None = None) -> int:
+def expire_orders(
+    session: Session,
+    catalog: CatalogCache,
+    now: datetime | None = None,
+    *,
+    keep: Collection[int] = (),
+) -> int:
     """Cancel unpaid orders past their expiry and return their stock; safe to run concurrently.
 
     `FOR UPDATE SKIP LOCKED` lets two copies of this job share the work instead of queueing, and
     the conditional state update makes a race with a user's cancel return the stock only once.
+    Orders whose ids are in `keep` stay (their payment could not be closed at WeChat yet).
     Returns how many orders this run expired.
     """
     cutoff = now or utcnow()
@@ -280,7 +298,11 @@ def expire_orders(session: Session, catalog: CatalogCache, now: datetime | None 
         batch = list(
             session.scalars(
                 select(Order)
-                .where(Order.status == OrderStatus.PENDING_PAYMENT, Order.expires_at <= cutoff)
+                .where(
+                    Order.status == OrderStatus.PENDING_PAYMENT,
+                    Order.expires_at <= cutoff,
+                    Order.id.not_in(keep),
+                )
                 .order_by(Order.expires_at, Order.id)
                 .limit(EXPIRY_BATCH)
                 .with_for_update(skip_locked=True)
@@ -288,7 +310,7 @@ def expire_orders(session: Session, catalog: CatalogCache, now: datetime | None 
         )
         for order in batch:
             transition(session, order, OrderStatus.CANCELLED)
-        return len(batch), _return_stock(session, batch)
+        return len(batch), return_stock(session, batch)
 
     expired = 0
     while True:
@@ -306,7 +328,7 @@ def ship_order(session: Session, order_no: str) -> Order:
     """Back office: a paid order leaves the warehouse."""
 
     def work() -> Order:
-        order = _order_where(session, Order.order_no == order_no)
+        order = order_by_no(session, order_no)
         transition(session, order, OrderStatus.SHIPPED, shipped_at=utcnow())
         return order
 

@@ -16,6 +16,11 @@ class LogFields(TypedDict, total=False):
     order_no: str | None
     order_status: str | None
     payment_status: str | None
+    out_trade_no: str | None
+    out_refund_no: str | None
+    refund_status: str | None
+    notification_id: str | None
+    event_type: str | None
 
 
 _bound: ContextVar[dict[str, Any] | None] = ContextVar("minishop_log_fields", default=None)

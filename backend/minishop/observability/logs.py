@@ -45,7 +45,16 @@ SCHEMA_FIELDS = (
     "duration_ms",
     "client_ip",
 )
-BUSINESS_FIELDS = ("order_no", "order_status", "payment_status")
+BUSINESS_FIELDS = (
+    "order_no",
+    "order_status",
+    "payment_status",
+    "out_trade_no",
+    "out_refund_no",
+    "refund_status",
+    "notification_id",
+    "event_type",
+)
 # Present only when they apply.
 OPTIONAL_FIELDS = (*BUSINESS_FIELDS, "exception")
 # What a caller may pass in `extra=` (the access log line uses the first two; a request gunicorn

@@ -126,6 +126,33 @@ ORDERS_PAID = Counter("minishop_orders_paid_total", "Orders paid (confirmed by W
 ORDERS_PAID_AMOUNT = Counter(
     "minishop_orders_paid_amount_fen_total", "Money received for paid orders, in fen"
 )
+# Payments (docs/payments.md). `result` of a WeChat Pay transaction outcome we applied:
+# paid, duplicate, paid_after_cancel, closed, failed.
+PAYMENTS = Counter("minishop_payments_total", "Payment outcomes applied to orders", ["result"])
+PAYMENT_NOTIFICATIONS = Counter(
+    "minishop_payment_notifications_total",
+    "WeChat Pay notifications answered, by event type and answer (ok, duplicate, rejected)",
+    ["event_type", "result"],
+)
+PAYMENT_NOTIFY_VERIFICATION_FAILURES = Counter(
+    "minishop_payment_notify_verification_failures_total",
+    "WeChat Pay notifications refused: signature, malformed, mismatch, unknown",
+    ["reason"],
+)
+PAID_AFTER_CANCEL_REFUNDS = Counter(
+    "minishop_paid_after_cancel_refunds_total",
+    "Payments for orders already cancelled or paid, refunded in full automatically",
+)
+REFUNDS = Counter(
+    "minishop_refunds_total",
+    "Refunds by outcome: requested, succeeded, abnormal, closed",
+    ["result"],
+)
+RECONCILIATION_REPAIRS = Counter(
+    "minishop_payment_reconciliation_repairs_total",
+    "Payments and refunds whose outcome reconciliation applied because no notification did",
+    ["kind"],
+)
 
 
 def is_multiprocess() -> bool:

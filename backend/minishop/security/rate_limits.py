@@ -39,7 +39,11 @@ NAMED_LIMIT = "minishop_named_limit"
 NAMED_LIMITS = ("RATELIMIT_LOGIN", "RATELIMIT_ORDERS", "RATELIMIT_UPLOADS")
 # Probes and the scrape endpoint answer infrastructure, which must never be throttled; the API
 # reference (/docs and its static files) would spend a reader's budget on files that never change.
-EXEMPT_PATHS = frozenset({"/healthz", "/readyz", "/metrics", "/docs"})
+# WeChat Pay's notifications come from a few WeChat addresses and are verified by signature: a
+# 429 would only delay the buyer's order.
+EXEMPT_PATHS = frozenset(
+    {"/healthz", "/readyz", "/metrics", "/docs", "/api/v1/payments/wechat/notify"}
+)
 EXEMPT_PREFIXES = ("/docs/",)
 
 
