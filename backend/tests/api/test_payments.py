@@ -25,6 +25,8 @@ from minishop.models import (
     Product,
     Refund,
     RefundStatus,
+    Role,
+    User,
 )
 from tests.conftest import gunicorn_server
 from tests.signing import json_bytes, send_signed, signed_headers
@@ -337,3 +339,118 @@ def test_a_payment_for_a_cancelled_order_is_refunded_in_full(
     assert buyer.status(order_no) == "cancelled"
     assert [p.status for p in payments_of(order_no)] == [PaymentStatus.SUCCEEDED]
     assert [c["status"] for c in emulator.calls("pay_refund")] == [200]
+
+
+@pytest.fixture()
+def back_office(buyer: Buyer, shop: str, emulator: EmulatorControl) -> Buyer:
+    """An admin of the shop (signed requests, as the whole back office requires)."""
+    admin = Buyer(shop, emulator)
+    db.session.execute(
+        update(User).where(User.id == admin.session["user"]["id"]).values(role=Role.ADMIN)
+    )
+    db.session.commit()
+    return admin
+
+
+def paid_order(buyer: Buyer, emulator: EmulatorControl, product: Product, quantity: int) -> str:
+    order_no = buyer.order(product, quantity)
+    assert buyer.pay(order_no).status_code == 200
+    emulator.pay_succeed(order_no)
+    wait_until(lambda: buyer.status(order_no) == "paid")
+    return order_no
+
+
+def refund(admin: Buyer, order_no: str, amount_fen: int, key: str) -> requests.Response:
+    return admin.post(
+        f"/api/v1/admin/orders/{order_no}/refunds",
+        {"amount_fen": amount_fen, "reason": "damaged box"},
+        **{"Idempotency-Key": key},
+    )
+
+
+def stock_of(product: Product) -> int:
+    db.session.rollback()
+    found = db.session.get(Product, product.id, populate_existing=True)
+    assert found is not None
+    return found.stock
+
+
+def test_a_partial_then_a_full_refund_with_idempotent_keys(
+    buyer: Buyer, back_office: Buyer, emulator: EmulatorControl, catalog: dict[str, Any]
+) -> None:
+    jerky = catalog["jerky"]
+    order_no = paid_order(buyer, emulator, jerky, 2)  # 7,800 fen
+    assert stock_of(jerky) == 98
+
+    first = refund(back_office, order_no, 3000, "refund-key-1")
+    assert first.status_code == 201, first.text
+    assert first.json()["data"]["refund"]["out_refund_no"] == f"{order_no}R1"
+    wait_until(lambda: order_row(order_no).refunded_fen == 3000)
+    assert order_row(order_no).status == OrderStatus.PAID  # a partial refund goes back
+
+    again = refund(back_office, order_no, 3000, "refund-key-1")
+    assert again.status_code == 200
+    assert again.json()["data"]["refund"]["out_refund_no"] == f"{order_no}R1"
+    assert len(emulator.calls("pay_refund")) == 1  # the retry did not refund twice
+    assert refund(back_office, order_no, 3100, "refund-key-1").json()["code"] == 40900
+    too_much = refund(back_office, order_no, 4801, "refund-key-2")
+    assert (too_much.status_code, too_much.json()["code"]) == (400, 40000)
+
+    rest = refund(back_office, order_no, 4800, "refund-key-3")
+    assert rest.status_code == 201, rest.text
+    wait_until(lambda: order_row(order_no).status == OrderStatus.REFUNDED)
+    order = order_row(order_no)
+    assert order.refunded_fen == 7800
+    assert stock_of(jerky) == 100  # refunded in full before shipping: back in stock
+    db.session.rollback()
+    statuses = db.session.scalars(select(Refund.status).order_by(Refund.id)).all()
+    assert statuses == [RefundStatus.SUCCEEDED, RefundStatus.SUCCEEDED]
+    assert refund(back_office, order_no, 1, "refund-key-4").json()["code"] == 40902
+
+
+def test_a_shipped_order_refunded_in_full_keeps_its_stock_out(
+    buyer: Buyer, back_office: Buyer, emulator: EmulatorControl, catalog: dict[str, Any]
+) -> None:
+    jerky = catalog["jerky"]
+    order_no = paid_order(buyer, emulator, jerky, 1)
+    assert back_office.post(f"/api/v1/admin/orders/{order_no}/ship").status_code == 200
+
+    assert refund(back_office, order_no, 3900, "refund-shipped").status_code == 201
+
+    wait_until(lambda: order_row(order_no).status == OrderStatus.REFUNDED)
+    assert stock_of(jerky) == 99
+
+
+def test_an_abnormal_refund_puts_the_order_back(
+    buyer: Buyer, back_office: Buyer, emulator: EmulatorControl, catalog: dict[str, Any]
+) -> None:
+    order_no = paid_order(buyer, emulator, catalog["jerky"], 1)
+    emulator.set_refund_outcome("ABNORMAL")
+
+    assert refund(back_office, order_no, 3900, "refund-abnormal").status_code == 201
+
+    def ended() -> bool:
+        db.session.rollback()
+        return db.session.scalar(select(Refund.status)) == RefundStatus.ABNORMAL
+
+    wait_until(ended)
+    order = order_row(order_no)
+    assert (order.status, order.refunded_fen) == (OrderStatus.PAID, 0)
+
+
+def test_a_refund_notification_before_the_payment_notification(
+    buyer: Buyer, back_office: Buyer, shop: str, emulator: EmulatorControl, catalog: dict[str, Any]
+) -> None:
+    order_no = buyer.order(catalog["jerky"])
+    assert buyer.pay(order_no).status_code == 200
+    late = emulator.pay_succeed(order_no, delay_seconds=5)  # the payment's notification is late
+    db.session.rollback()  # a fresh transaction, as the CLI command has
+    payments.reconcile(db.session, shop_context(shop), older_than=timedelta(0))
+    assert order_row(order_no).status == OrderStatus.PAID
+
+    assert refund(back_office, order_no, 3900, "refund-early").status_code == 201
+    wait_until(lambda: order_row(order_no).status == OrderStatus.REFUNDED)
+
+    assert answered(emulator, late["notification_id"], 1) == [204]  # a duplicate by then
+    assert order_row(order_no).status == OrderStatus.REFUNDED
+    assert [p.status for p in payments_of(order_no)] == [PaymentStatus.SUCCEEDED]
