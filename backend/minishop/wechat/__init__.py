@@ -1,1 +1,1 @@
-"""Client for WeChat's servers: the mini-program API now, WeChat Pay v3 later."""
+"""Clients for WeChat's servers: the mini-program API and WeChat Pay v3."""
