@@ -464,7 +464,8 @@ def test_answers_with_a_stale_timestamp_are_refused(
     error = _pay_error(lambda: ahead.query("order-0001"))
     assert error.pay_code == "INVALID_RESPONSE_SIGNATURE"
     assert "away from now" in error.pay_message
-    behind = make_client(clock=lambda: time.time() - 301)
+    # Signed timestamps are whole seconds taken a moment ago: behind needs a margin.
+    behind = make_client(clock=lambda: time.time() - 305)
     assert _pay_error(lambda: behind.query("order-0001")).pay_code == "INVALID_RESPONSE_SIGNATURE"
     assert make_client(clock=lambda: time.time() + 290).query("order-0001").trade_state == "NOTPAY"
 
@@ -739,7 +740,7 @@ def test_a_stale_notification_is_sign_error(
     make_client: ClientFactory, captured: tuple[dict[str, str], bytes]
 ) -> None:
     headers, body = captured
-    for shift in (301, -301):
+    for shift in (301, -305):  # the notification was signed (whole seconds) a moment ago
         pay = make_client(clock=lambda shift=shift: time.time() + shift)
         refusal = _refused(pay, headers, body, 401, "SIGN_ERROR")
         assert "away from now" in refusal.message
