@@ -51,7 +51,7 @@ def test_a_notification_during_a_database_outage_is_retried_until_applied(
         session.commit()
         product_id = product.id
     own = settings.model_copy(update={"DATABASE_URL": url})
-    emulator.pay_settings(retry_scale=0.05)  # WeChat's 15 s, 15 s, 30 s, 3 min... × 0.05
+    emulator.pay_settings(retry_scale=0.05)  # WeChat's 15 s, 15 s, 30 s, 3 min... times 0.05
 
     with gunicorn_server(own, tmp_path) as shop:
         buyer = Buyer(shop, emulator)

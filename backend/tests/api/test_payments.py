@@ -37,7 +37,9 @@ NOTIFY = "/api/v1/payments/wechat/notify"
 
 
 @pytest.fixture(scope="module")
-def shop(settings: config.TestingSettings, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+def shop(
+    settings: config.TestingSettings, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[str]:
     """The shop under gunicorn, sending a subscribe message when an order is paid."""
     with gunicorn_server(
         settings, tmp_path_factory.mktemp("pay-gunicorn"), WECHAT_PAID_TEMPLATE_ID=PAID_TEMPLATE
