@@ -4,6 +4,8 @@ flask-openapi3 documents only the success responses we declare, and describes a 
 own validation-error shape. Every operation can in fact answer with our error envelope (400 for
 validation, 401, 429, 503, ...), so a client generator or a fuzzer (schemathesis, in the tests)
 must see that: each operation gets `400` and `default` responses with the ErrorEnvelope schema.
+An operation marked `x-own-error-format` (WeChat Pay's notify endpoint, whose caller is WeChat)
+declares its answers itself and keeps them.
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ from flask_openapi3 import OpenAPI
 from minishop.envelope import ErrorEnvelope
 
 REF_PREFIX = "#/components/schemas/"
+OWN_ERROR_FORMAT = "x-own-error-format"
 HTTP_METHODS = {"get", "put", "post", "delete", "options", "head", "patch", "trace"}
 
 
@@ -45,7 +48,7 @@ def document(app: OpenAPI) -> dict[str, Any]:
                         "default": _error_response("error: see `code` in the envelope"),
                     }
                 }
-                if method in HTTP_METHODS
+                if method in HTTP_METHODS and not operation.get(OWN_ERROR_FORMAT)
                 else operation
             )
             for method, operation in item.items()

@@ -12,8 +12,10 @@ import logging
 
 from flask import Response, jsonify, request
 from flask_openapi3 import APIBlueprint, Tag
+from pydantic import BaseModel
 
 from minishop import extensions
+from minishop.api.openapi_doc import OWN_ERROR_FORMAT
 from minishop.domain import payments
 from minishop.errors import DEPENDENCY_ERRORS, AppError
 
@@ -21,6 +23,13 @@ bp = APIBlueprint(
     "payments", __name__, url_prefix="/api/v1/payments", abp_tags=[Tag(name="payments")]
 )
 log = logging.getLogger(__name__)
+
+
+class WeChatAnswer(BaseModel):
+    """WeChat Pay's documented failure answer from a merchant's notify_url."""
+
+    code: str
+    message: str
 
 
 def _wechat_answer(status: int, message: str) -> Response:
@@ -31,8 +40,16 @@ def _wechat_answer(status: int, message: str) -> Response:
 
 @bp.post(
     "/wechat/notify",
-    responses={204: None},
+    responses={
+        204: None,
+        400: WeChatAnswer,
+        401: WeChatAnswer,
+        404: WeChatAnswer,
+        500: WeChatAnswer,
+        503: WeChatAnswer,
+    },
     description="Called by WeChat Pay; verified by WeChat's signature over the raw body.",
+    openapi_extensions={OWN_ERROR_FORMAT: "WeChat Pay"},
 )
 def wechat_notify() -> Response:
     try:
