@@ -8,7 +8,8 @@ import click
 from flask import Flask
 
 from minishop import extensions
-from minishop.domain import auth, orders, payments, seeding
+from minishop.domain import auth, completion, orders, payments, seeding
+from minishop.models.types import utcnow
 
 
 @click.command("seed")
@@ -44,6 +45,22 @@ def expire_orders_command() -> None:
     else:
         expired = payments.expire_unpaid_orders(extensions.session(), context)
     click.echo(f"orders expire: {expired} orders expired")
+
+
+@orders_group.command("complete-shipped")
+@click.option(
+    "--after-days",
+    type=click.IntRange(min=1),
+    required=True,
+    help="complete orders shipped more than this many days ago",
+)
+def complete_shipped_command(after_days: int) -> None:
+    """Complete shipped orders whose buyer has not confirmed receipt within AFTER_DAYS days (run
+    it from cron, e.g. daily)."""
+    completed = completion.complete_shipped_orders(
+        extensions.session(), shipped_before=utcnow() - timedelta(days=after_days)
+    )
+    click.echo(f"orders complete-shipped: {completed} orders completed")
 
 
 @click.group("payments")

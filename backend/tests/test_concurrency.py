@@ -6,6 +6,7 @@ import os
 import random
 import subprocess
 import sys
+import threading
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
@@ -13,17 +14,21 @@ from typing import Any
 
 import pytest
 import requests
-from sqlalchemy import func, select, text, update
+from sqlalchemy import create_engine, func, select, text, update
+from sqlalchemy.orm import Session
 
 from minishop import config
+from minishop.domain.completion import complete_shipped_orders
 from minishop.domain.orders import order_list_query
 from minishop.extensions import db
 from minishop.models import Category, Order, OrderItem, OrderStatus, Product
 from tests.conftest import BACKEND_DIR
+from tests.shipping import insert_order, ship
 from tests.signing import json_bytes, signed_headers
 from wechat_emulator.testing import EmulatorControl
 
 POOL = 50
+RACING_ORDERS = 160  # more than one batch of the completion job
 
 
 def log_in_users(live_server: str, emulator: EmulatorControl, count: int) -> list[dict[str, Any]]:
@@ -229,6 +234,84 @@ def test_cancels_racing_two_expiry_jobs_return_stock_exactly_once(
         fresh(select(func.count()).select_from(Order).where(Order.status == OrderStatus.CANCELLED))
         == 30
     )
+
+
+def place_shipped_order(live_server: str, user: dict[str, Any]) -> str:
+    """An order placed through gunicorn, then paid and shipped in the database."""
+    (product_id,) = make_products([1])
+    line = [{"product_id": product_id, "quantity": 1}]
+    placed = post_order(live_server, user, line, "to-be-shipped")
+    assert placed.status_code == 201, placed.text
+    order_no: str = placed.json()["data"]["order_no"]
+    ship(order_no)
+    return order_no
+
+
+def test_eight_confirms_of_one_order_at_once_complete_it_once(
+    live_server: str, emulator: EmulatorControl, app: Any
+) -> None:
+    (user,) = log_in_users(live_server, emulator, 1)
+    order_no = place_shipped_order(live_server, user)
+    version = fresh(select(Order.version).where(Order.order_no == order_no))
+    path = f"/api/v1/orders/{order_no}/confirm"
+    responses = run_concurrently([lambda: post_signed(live_server, user, path)] * 8)
+
+    outcomes = sorted((r.status_code, r.json()["code"]) for r in responses)
+    assert outcomes.count((200, 0)) == 1, outcomes
+    assert set(outcomes) - {(200, 0)} <= {(409, 40902), (409, 40900)}, outcomes
+    (winner,) = [r.json()["data"] for r in responses if r.status_code == 200]
+    assert winner["status"] == "completed"
+    db.session.rollback()
+    order = db.session.scalars(select(Order).where(Order.order_no == order_no)).one()
+    assert (order.status, order.version) == (OrderStatus.COMPLETED, version + 1)
+    assert order.completed_at == datetime.fromisoformat(winner["completed_at"])
+
+
+def test_buyers_confirming_while_two_completion_jobs_run_complete_each_order_once(
+    live_server: str, emulator: EmulatorControl, app: Any, settings: config.TestingSettings
+) -> None:
+    """Two runs of the job, each with its own connection as two cron processes would have
+    (in threads here, so that they start together with the buyers' confirms), and buyers
+    confirming through gunicorn, all released at once."""
+    users = log_in_users(live_server, emulator, 5)
+    shipped_at = datetime.now(UTC) - timedelta(days=8)
+    owners = {}
+    for n in range(RACING_ORDERS):
+        user = users[n % 5]
+        key = f"race-{n:03d}"
+        owners[insert_order(user["user"]["id"], key, OrderStatus.SHIPPED, shipped_at)] = user
+    engine = create_engine(settings.database_url())
+    go = threading.Event()
+
+    def job() -> int:
+        go.wait()
+        with Session(engine) as session:
+            return complete_shipped_orders(session, shipped_before=shipped_at + timedelta(days=1))
+
+    def confirm(order_no: str) -> requests.Response:
+        go.wait()
+        return post_signed(live_server, owners[order_no], f"/api/v1/orders/{order_no}/confirm")
+
+    try:
+        with ThreadPoolExecutor(POOL) as pool:
+            # The jobs' threads start among the first confirms' (the pool runs tasks in order).
+            confirms = [pool.submit(confirm, order_no) for order_no in list(owners)[:40]]
+            jobs = [pool.submit(job) for _ in range(2)]
+            confirms += [pool.submit(confirm, order_no) for order_no in list(owners)[40:]]
+            go.set()
+            completed_by_jobs = sum(done.result() for done in jobs)
+            answers = [done.result() for done in confirms]
+    finally:
+        engine.dispose()
+
+    outcomes = [(r.status_code, r.json()["code"]) for r in answers]
+    assert set(outcomes) <= {(200, 0), (409, 40902), (409, 40900)}, outcomes
+    assert completed_by_jobs + outcomes.count((200, 0)) == RACING_ORDERS
+    db.session.rollback()
+    for order in db.session.scalars(select(Order)):
+        assert order.status == OrderStatus.COMPLETED
+        assert order.version == 2  # one transition: shipped → completed
+        assert order.completed_at is not None
 
 
 def test_order_lists_use_their_indexes(app: Any, log_in: Callable[..., dict[str, Any]]) -> None:

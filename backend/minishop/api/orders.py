@@ -1,4 +1,4 @@
-"""The caller's orders: place (idempotent), list, read, cancel, pay."""
+"""The caller's orders: place (idempotent), list, read, cancel, pay, confirm receipt."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 from minishop import extensions
 from minishop.api.common import Id, Page, PageQuery, StrictBody
 from minishop.api.guards import BEARER_SECURITY, current_principal, login_required, signed
-from minishop.domain import orders, payments
+from minishop.domain import completion, orders, payments
 from minishop.envelope import Envelope, ok
 from minishop.models import Order, OrderStatus
 from minishop.security.rate_limits import per_user
@@ -77,6 +77,9 @@ class OrderOut(BaseModel):
     created_at: datetime
     expires_at: datetime
     paid_at: datetime | None
+    shipped_at: datetime | None
+    completed_at: datetime | None
+    refunded_fen: int
 
 
 class OrderQuery(PageQuery):
@@ -144,6 +147,16 @@ def cancel_order(path: OrderPath) -> Response:
         extensions.catalog_cache.get(),
         current_principal().user,
         path.order_no,
+    )
+    return ok(OrderOut.model_validate(order))
+
+
+@bp.post("/<order_no>/confirm", responses={200: Envelope[OrderOut]}, security=BEARER_SECURITY)
+@signed
+def confirm_order(path: OrderPath) -> Response:
+    """The buyer confirms receipt: a shipped order is completed."""
+    order = completion.confirm_receipt(
+        extensions.session(), current_principal().user, path.order_no
     )
     return ok(OrderOut.model_validate(order))
 

@@ -12,7 +12,7 @@ standard set become OTHER, cache names and WeChat api names are constants in the
 What the business code calls (see docs/logging.md for the full list):
 
 - `LOGINS.inc()`; `ORDERS_CREATED.inc()`, `ORDERS_CANCELLED.inc()`, `ORDERS_EXPIRED.inc(n)`;
-  `record_order_paid(amount_fen)`
+  `record_order_paid(amount_fen)`; `ORDERS_COMPLETED.labels(by).inc(n)` (by: buyer | auto)
 - `record_cache(cache, hit)` on every lookup, `CACHE_FALLBACKS.labels(cache).inc()` when Redis
   is down and the database answered instead
 - `RATE_LIMITED.labels(route).inc()`, `BAD_SIGNATURES.labels(reason).inc()`
@@ -122,6 +122,11 @@ LOGINS = Counter("minishop_logins_total", "Successful logins")
 ORDERS_CREATED = Counter("minishop_orders_created_total", "Orders placed")
 ORDERS_CANCELLED = Counter("minishop_orders_cancelled_total", "Orders cancelled by their buyer")
 ORDERS_EXPIRED = Counter("minishop_orders_expired_total", "Unpaid orders cancelled on expiry")
+ORDERS_COMPLETED = Counter(
+    "minishop_orders_completed_total",
+    "Shipped orders completed: confirmed by their buyer, or automatically after some days",
+    ["by"],
+)
 ORDERS_PAID = Counter("minishop_orders_paid_total", "Orders paid (confirmed by WeChat Pay)")
 ORDERS_PAID_AMOUNT = Counter(
     "minishop_orders_paid_amount_fen_total", "Money received for paid orders, in fen"
