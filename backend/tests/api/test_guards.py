@@ -21,6 +21,7 @@ SIGNED_ROUTES = {
     ("POST", "/api/v1/orders"),
     ("POST", "/api/v1/orders/<order_no>/cancel"),
     ("POST", "/api/v1/orders/<order_no>/confirm"),
+    ("POST", "/api/v1/orders/<order_no>/pay"),
 }
 # Logged-in writes the contract leaves unsigned: a multipart upload (wx.uploadFile cannot sign).
 UNSIGNED_WRITES = {("POST", "/api/v1/files")}
