@@ -22,6 +22,12 @@ if [[ -z "${WECHAT_API_BASE:-}" ]]; then
   export WECHATPAY_PUBLIC_KEY_FILE=${WECHATPAY_PUBLIC_KEY_FILE:-$keys/platform_pub.pem}
   export WECHATPAY_PUBLIC_KEY_ID=${WECHATPAY_PUBLIC_KEY_ID:-PUB_KEY_ID_0119000000012026000000000000000001}
   export WECHATPAY_NOTIFY_URL=${WECHATPAY_NOTIFY_URL:-http://127.0.0.1:${PORT:-8000}/api/v1/payments/wechat/notify}
+  # The same settings for the jobs run by hand (orders expire, payments reconcile):
+  # set -a; . backend/instance/wechatpay-dev/env; set +a
+  for name in WECHAT_API_BASE WECHATPAY_API_BASE WECHATPAY_PRIVATE_KEY_FILE WECHATPAY_PUBLIC_KEY_FILE \
+              WECHATPAY_PUBLIC_KEY_ID WECHATPAY_NOTIFY_URL; do
+    printf '%s=%q\n' "$name" "${!name}"
+  done > "$keys/env"
 fi
 
 cd backend
