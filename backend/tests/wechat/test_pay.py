@@ -36,7 +36,14 @@ from minishop.wechat.pay import (
     WeChatPayUnavailableError,
     decrypt_aes_gcm,
 )
-from wechat_emulator.testing import EmulatorControl, EmulatorControlError, EmulatorProcess, PayKeys
+from wechat_emulator.testing import (
+    EmulatorControl,
+    EmulatorControlError,
+    EmulatorProcess,
+    PayKeys,
+    Receiver,
+    notify_receiver,
+)
 
 OPENID = "oUpF8uMuAJO_M2pxb1Q9zNjWeS6o"
 OTHER_KEY_ID = "PUB_KEY_ID_0119000000012026000000000000000099"
@@ -140,28 +147,6 @@ def _calls(emulator: EmulatorControl, api: str) -> list[tuple[int, str | None]]:
 # --- a merchant's notify_url on loopback ---
 
 
-@dataclass
-class Received:
-    headers: dict[str, str]
-    body: bytes
-
-
-@dataclass
-class Receiver:
-    url: str = ""
-    received: list[Received] = field(default_factory=list)
-    lock: threading.Lock = field(default_factory=threading.Lock)
-
-    def wait_for(self, count: int, timeout: float = 10.0) -> list[Received]:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            with self.lock:
-                if len(self.received) >= count:
-                    return list(self.received)
-            time.sleep(0.02)
-        raise AssertionError(f"expected {count} notifications, got {len(self.received)}")
-
-
 @contextmanager
 def _serve(handler: type[BaseHTTPRequestHandler]) -> Iterator[str]:
     """Serve `handler` on a free loopback port; yields http://127.0.0.1:PORT."""
@@ -178,21 +163,7 @@ def _serve(handler: type[BaseHTTPRequestHandler]) -> Iterator[str]:
 @pytest.fixture()
 def receiver() -> Iterator[Receiver]:
     """Records each notification's headers and raw body, and answers 204."""
-    receiver = Receiver()
-
-    class Handler(BaseHTTPRequestHandler):
-        def do_POST(self) -> None:
-            body = self.rfile.read(int(self.headers.get("Content-Length", "0")))
-            with receiver.lock:
-                receiver.received.append(Received(dict(self.headers.items()), body))
-            self.send_response(204)
-            self.end_headers()
-
-        def log_message(self, format: str, *args: Any) -> None:
-            pass
-
-    with _serve(Handler) as base:
-        receiver.url = f"{base}/pay/notify"
+    with notify_receiver() as receiver:
         yield receiver
 
 

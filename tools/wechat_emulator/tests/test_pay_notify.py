@@ -6,10 +6,10 @@ import json
 import time
 
 import pytest
-from pay_helpers import Merchant, Receiver, decrypt, notify_receiver
+from pay_helpers import Merchant, decrypt
 
 from wechat_emulator.paynotify import RETRY_SCHEDULE
-from wechat_emulator.testing import EmulatorControl, EmulatorControlError
+from wechat_emulator.testing import EmulatorControl, EmulatorControlError, Receiver, notify_receiver
 
 FAST = 0.001  # 15 s retries become 15 ms
 

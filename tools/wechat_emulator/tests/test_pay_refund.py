@@ -7,10 +7,10 @@ from typing import Any
 
 import pytest
 import requests
-from pay_helpers import Merchant, decrypt, notify_receiver
+from pay_helpers import Merchant, decrypt
 from test_pay import assert_pay_error
 
-from wechat_emulator.testing import EmulatorControl, EmulatorControlError
+from wechat_emulator.testing import EmulatorControl, EmulatorControlError, notify_receiver
 
 REFUNDS = "/v3/refund/domestic/refunds"
 UNREACHABLE = "http://127.0.0.1:9/notify"

@@ -13,10 +13,9 @@ import json
 from pathlib import Path
 
 import pytest
-from pay_helpers import notify_receiver
 from wechatpayv3 import WeChatPay, WeChatPayType
 
-from wechat_emulator.testing import EmulatorControl, EmulatorProcess, PayKeys
+from wechat_emulator.testing import EmulatorControl, EmulatorProcess, PayKeys, notify_receiver
 
 
 def _client(emulator: EmulatorProcess, keys: PayKeys, **mode: str) -> WeChatPay:
