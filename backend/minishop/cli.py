@@ -78,11 +78,15 @@ def payments_group() -> None:
 def reconcile_command(older_than_minutes: int | None) -> None:
     """Ask WeChat Pay about payments and refunds whose notification never came, and apply the
     answers as the notification would have (a CronJob runs this)."""
+    context = extensions.payments.get()
+    if context is None:  # the operator reads why, not AppError's traceback
+        raise click.ClickException(
+            "WeChat Pay is not configured (WECHATPAY_PRIVATE_KEY_FILE is unset):"
+            " nothing to reconcile"
+        )
     minutes = older_than_minutes or extensions.settings.get().PAYMENT_RECONCILE_AFTER_MINUTES
     report = payments.reconcile(
-        extensions.session(),
-        extensions.payment_context(),
-        older_than=timedelta(minutes=minutes),
+        extensions.session(), context, older_than=timedelta(minutes=minutes)
     )
     click.echo(
         f"payments reconcile: {report.payments_repaired} of {report.payments_checked} payments"

@@ -26,6 +26,7 @@ from __future__ import annotations
 import base64
 import json
 import logging
+import re
 import secrets
 import threading
 import time
@@ -68,6 +69,9 @@ log = logging.getLogger(__name__)
 SIGNATURE_TYPE = "WECHATPAY2-SHA256-RSA2048"
 AES_ALGORITHM = "AEAD_AES_256_GCM"
 MAX_SKEW_SECONDS = 300
+# Unix seconds in ASCII digits: str.isdigit() also accepts "²", and 5,000 digits, which int()
+# refuses with a ValueError (a 500 for a forged notification).
+TIMESTAMP_PATTERN = re.compile(r"[0-9]{1,12}")
 SIGNTEST_PREFIX = "WECHATPAY/SIGNTEST/"
 CERTIFICATE_REFETCH_SECONDS = 60.0
 CHINA = timezone(timedelta(hours=8))  # WeChat Pay's times are China time with an offset
@@ -423,7 +427,7 @@ class WeChatPayClient:
         if signature.startswith(SIGNTEST_PREFIX):
             return f"a {SIGNTEST_PREFIX} probe signature"
         timestamp = headers["wechatpay-timestamp"]
-        if not timestamp.isdigit():
+        if not TIMESTAMP_PATTERN.fullmatch(timestamp):
             return "Wechatpay-Timestamp is not a number"
         skew = abs(self.clock() - int(timestamp))
         if skew >= MAX_SKEW_SECONDS:

@@ -740,8 +740,10 @@ def test_probes_unknown_serials_and_other_signature_types_are_sign_error(
         "wechatpay-signature": "WECHATPAY/SIGNTEST/" + headers["wechatpay-signature"]
     }
     assert "SIGNTEST" in _refused(pay, probe, body, 401, "SIGN_ERROR").message
-    not_a_number = headers | {"wechatpay-timestamp": "soon"}
-    assert "not a number" in _refused(pay, not_a_number, body, 401, "SIGN_ERROR").message
+    # "²" and 5,000 digits pass str.isdigit() but not int(): refused, not a ValueError (a 500).
+    for timestamp in ("soon", "\u00b2", "9" * 5000):
+        not_a_number = headers | {"wechatpay-timestamp": timestamp}
+        assert "not a number" in _refused(pay, not_a_number, body, 401, "SIGN_ERROR").message
     other_type = headers | {"wechatpay-signature-type": "WECHATPAY2-SM2-WITH-SM3"}
     assert "Signature-Type" in _refused(pay, other_type, body, 401, "SIGN_ERROR").message
     other_serial = make_client(public_key_id=OTHER_KEY_ID)
