@@ -357,9 +357,10 @@ class WeChatPayClient:
     def parse_notification(self, headers: Mapping[str, str], body: bytes) -> Notification:
         """Verify a notification over its RAW body, then decrypt it.
 
-        PayNotificationError (401 SIGN_ERROR, 400 PARAM_ERROR) for one to refuse. In
-        certificate mode an unknown serial may need /v3/certificates: if that download fails,
-        WeChatPayUnavailableError or WeChatPayError propagates (answer 5xx; WeChat retries).
+        PayNotificationError (401 SIGN_ERROR, 400 PARAM_ERROR) for one to refuse; the caller
+        logs and counts it. In certificate mode an unknown serial may need /v3/certificates: if
+        that download fails, WeChatPayUnavailableError or WeChatPayError propagates (answer 5xx;
+        WeChat retries).
         """
         deadline = time.monotonic() + self.total_timeout
         lowered = {name.lower(): value for name, value in headers.items()}
@@ -367,12 +368,10 @@ class WeChatPayClient:
             lowered, body, lambda serial: self._platform_key(serial, deadline)
         )
         if failure is not None:
-            log.warning("WeChat Pay notification refused: %s", failure)
             raise PayNotificationError(401, "SIGN_ERROR", failure)
         try:
             return self._decrypt_notification(body)
         except (ValueError, TypeError) as exc:
-            log.warning("WeChat Pay notification refused: %s", exc)
             raise PayNotificationError(400, "PARAM_ERROR", str(exc)) from None
 
     # --- notifications ---
