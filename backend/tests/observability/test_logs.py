@@ -121,6 +121,13 @@ probe = APIBlueprint("log_probe", __name__, url_prefix="/api/v1/log-probe")
 def order_probe() -> Response:
     bind_log_fields(order_no="20261128000000000001", order_status="pending_payment")
     bind_log_fields(payment_status="notpay")
+    bind_log_fields(
+        out_trade_no="20261128000000000001",
+        out_refund_no="20261128000000000001R1",
+        refund_status="PROCESSING",
+        notification_id="4f7c3a51-0d1e-4b8e-9d55-2f0c8e1f6a10",
+        event_type="REFUND.SUCCESS",
+    )
     log.warning("order looked at")
     return ok({"seen": True})
 
@@ -147,6 +154,11 @@ def test_business_fields_reach_every_later_line_of_their_request_only(
         "order_no": "20261128000000000001",
         "order_status": "pending_payment",
         "payment_status": "notpay",
+        "out_trade_no": "20261128000000000001",
+        "out_refund_no": "20261128000000000001R1",
+        "refund_status": "PROCESSING",
+        "notification_id": "4f7c3a51-0d1e-4b8e-9d55-2f0c8e1f6a10",
+        "event_type": "REFUND.SUCCESS",
     }
     for line in (app_line, access_line):
         assert {name: line[name] for name in BUSINESS_FIELDS} == expected

@@ -181,6 +181,8 @@ def test_production_serves_metrics_on_its_own_port_only(settings: Settings, tmp_
     _stale_sample(metrics_dir)
     metrics_port = port_for.select_random()
     env = {name: "p" * 40 for name in DEV_SECRETS} | {
+        "WECHATPAY_APIV3_KEY": "p" * 32,
+        "WECHATPAY_NOTIFY_URL": "https://shop.example.com/api/v1/payments/wechat/notify",
         "APP_ENV": "production",
         "METRICS_PORT": str(metrics_port),
         "METRICS_HOST": "127.0.0.1",
