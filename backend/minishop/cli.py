@@ -8,7 +8,7 @@ import click
 from flask import Flask
 
 from minishop import extensions
-from minishop.domain import auth, completion, orders, payments, seeding
+from minishop.domain import auth, completion, orders, reconciliation, seeding
 from minishop.models.types import utcnow
 
 
@@ -43,7 +43,7 @@ def expire_orders_command() -> None:
     if context is None:
         expired = orders.expire_orders(extensions.session(), extensions.catalog_cache.get())
     else:
-        expired = payments.expire_unpaid_orders(extensions.session(), context)
+        expired = reconciliation.expire_unpaid_orders(extensions.session(), context)
     click.echo(f"orders expire: {expired} orders expired")
 
 
@@ -85,7 +85,7 @@ def reconcile_command(older_than_minutes: int | None) -> None:
             " nothing to reconcile"
         )
     minutes = older_than_minutes or extensions.settings.get().PAYMENT_RECONCILE_AFTER_MINUTES
-    report = payments.reconcile(
+    report = reconciliation.reconcile(
         extensions.session(), context, older_than=timedelta(minutes=minutes)
     )
     click.echo(

@@ -26,7 +26,7 @@ from minishop.cache import CachePolicy, ReadThroughCache
 from minishop.config import ConfigError, Settings
 from minishop.domain.auth import AuthKeys
 from minishop.domain.catalog import CatalogCache
-from minishop.domain.payments import BuyerMessages, PaymentContext
+from minishop.domain.payment_context import BuyerMessages, PaymentContext
 from minishop.errors import AppError, ErrorCode
 from minishop.kvstore import KeyValueStore, store_for
 from minishop.models.base import Base

@@ -25,7 +25,7 @@ from minishop.api.common import (
 from minishop.api.guards import BEARER_SECURITY, admin_only
 from minishop.api.orders import IdempotencyHeader, OrderOut, OrderPath, order_page
 from minishop.api.products import CategoryOut, ProductDetailOut
-from minishop.domain import catalog, catalog_admin, orders, payments
+from minishop.domain import catalog, catalog_admin, orders, refunds
 from minishop.domain.catalog import CatalogCache
 from minishop.envelope import Envelope, ok
 from minishop.models import OrderStatus, Product, ProductStatus, RefundStatus
@@ -212,7 +212,7 @@ def refund_order(path: OrderPath, header: IdempotencyHeader, body: RefundBody) -
     """Refund part or all of a paid or shipped order through WeChat Pay; 201 for a new refund,
     200 with the same refund when the Idempotency-Key was seen before. `status` is usually
     `processing` at first: the order leaves `refunding` when WeChat says how the refund ended."""
-    requested = payments.request_refund(
+    requested = refunds.request_refund(
         extensions.session(),
         extensions.payment_context(),
         path.order_no,

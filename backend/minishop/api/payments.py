@@ -17,6 +17,7 @@ from pydantic import BaseModel
 from minishop import extensions
 from minishop.api.openapi_doc import OWN_ERROR_FORMAT
 from minishop.domain import payments
+from minishop.domain.payment_context import RefusedNotificationError
 from minishop.errors import DEPENDENCY_ERRORS, AppError
 
 bp = APIBlueprint(
@@ -59,7 +60,7 @@ def wechat_notify() -> Response:
             dict(request.headers),
             request.get_data(),
         )
-    except payments.RefusedNotificationError as refused:
+    except RefusedNotificationError as refused:
         return _wechat_answer(refused.http_status, refused.message)
     except DEPENDENCY_ERRORS as exc:
         extensions.session().rollback()

@@ -15,7 +15,8 @@ import requests
 from sqlalchemy import func, select, update
 
 from minishop import config, extensions
-from minishop.domain import payments
+from minishop.domain import reconciliation
+from minishop.domain.payment_context import PaymentContext
 from minishop.extensions import db
 from minishop.models import (
     Order,
@@ -263,7 +264,7 @@ def test_a_notification_for_an_unknown_order_is_refused(
     assert db.session.scalar(select(func.count()).select_from(Payment)) == 0
 
 
-def shop_context(shop: str) -> payments.PaymentContext:
+def shop_context(shop: str) -> PaymentContext:
     """The in-process app's payment rules, with WeChat notifying the gunicorn shop."""
     return dataclasses.replace(extensions.payment_context(), notify_url=f"{shop}{NOTIFY}")
 
@@ -289,7 +290,9 @@ def test_reconciliation_repairs_an_order_whose_notification_never_came(
     backdate(order_no, 10)
     backdate(other_no, 10)
 
-    report = payments.reconcile(db.session, shop_context(shop), older_than=timedelta(minutes=5))
+    report = reconciliation.reconcile(
+        db.session, shop_context(shop), older_than=timedelta(minutes=5)
+    )
 
     assert (report.payments_checked, report.payments_repaired) == (2, 1)
     assert order_row(order_no).status == OrderStatus.PAID
@@ -308,7 +311,7 @@ def test_expiry_racing_a_late_success_never_cancels_a_paid_order(
     backdate(paid_no, 1)
     backdate(unpaid_no, 1)
 
-    expired = payments.expire_unpaid_orders(db.session, shop_context(shop))
+    expired = reconciliation.expire_unpaid_orders(db.session, shop_context(shop))
 
     assert expired == 1
     assert order_row(paid_no).status == OrderStatus.PAID
@@ -447,7 +450,7 @@ def test_a_refund_notification_before_the_payment_notification(
     assert buyer.pay(order_no).status_code == 200
     late = emulator.pay_succeed(order_no, delay_seconds=5)  # the payment's notification is late
     db.session.rollback()  # a fresh transaction, as the CLI command has
-    payments.reconcile(db.session, shop_context(shop), older_than=timedelta(0))
+    reconciliation.reconcile(db.session, shop_context(shop), older_than=timedelta(0))
     assert order_row(order_no).status == OrderStatus.PAID
 
     assert refund(back_office, order_no, 3900, "refund-early").status_code == 201
