@@ -118,6 +118,12 @@ def apply_refund_result(session: Session, ctx: PaymentContext, result: RefundRes
     return True
 
 
+def _refused_outright(exc: WeChatPayError) -> bool:
+    """A 4xx is WeChat's decision; a 429, a 5xx or an answer we could not trust leaves the
+    outcome unknown: the same out_refund_no is sent again later, never a new refund."""
+    return 400 <= exc.http_status < 500 and exc.http_status != 429
+
+
 def submit_refund(session: Session, ctx: PaymentContext, refund: Refund) -> Refund:
     """Ask WeChat for the refund. Without an answer it stays `processing` and reconciliation
     asks again with the same out_refund_no (WeChat treats that as the same refund)."""
@@ -137,6 +143,9 @@ def submit_refund(session: Session, ctx: PaymentContext, refund: Refund) -> Refu
         log.warning("refund request unanswered; reconciliation will ask again")
         return refund
     except WeChatPayError as exc:
+        if not _refused_outright(exc):
+            log.warning("refund outcome unknown (%s); reconciliation will ask again", exc.pay_code)
+            return refund
         log.error("WeChat refused the refund: %s %s", exc.pay_code, exc.pay_message)
         apply_refund_result(
             session,

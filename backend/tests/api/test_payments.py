@@ -459,3 +459,36 @@ def test_a_refund_notification_before_the_payment_notification(
     assert answered(emulator, late["notification_id"], 1) == [204]  # a duplicate by then
     assert order_row(order_no).status == OrderStatus.REFUNDED
     assert [p.status for p in payments_of(order_no)] == [PaymentStatus.SUCCEEDED]
+
+
+def test_a_refund_wechat_refuses_puts_the_order_back(
+    buyer: Buyer, back_office: Buyer, emulator: EmulatorControl, catalog: dict[str, Any]
+) -> None:
+    order_no = paid_order(buyer, emulator, catalog["jerky"], 1)
+    emulator.faults("pay_refund", errcode=403)  # NO_AUTH: WeChat's decision, not a hiccup
+
+    answer = refund(back_office, order_no, 3900, "refund-refused")
+
+    assert (answer.status_code, answer.json()["code"]) == (502, 50200)
+    order = order_row(order_no)
+    assert (order.status, order.refunded_fen) == (OrderStatus.PAID, 0)
+    assert db.session.scalar(select(Refund.status)) == RefundStatus.CLOSED
+
+
+def test_a_refund_whose_outcome_is_unknown_is_sent_again_by_reconciliation(
+    buyer: Buyer, back_office: Buyer, shop: str, emulator: EmulatorControl, catalog: dict[str, Any]
+) -> None:
+    order_no = paid_order(buyer, emulator, catalog["jerky"], 1)
+    emulator.faults("pay_refund", errcode=500, times=2)  # SYSTEM_ERROR, and again on the retry
+
+    answer = refund(back_office, order_no, 3900, "refund-unknown")
+
+    assert answer.status_code == 201, answer.text
+    assert answer.json()["data"]["refund"]["status"] == "processing"
+    assert order_row(order_no).status == OrderStatus.REFUNDING
+    db.session.rollback()
+    report = reconciliation.reconcile(db.session, shop_context(shop), older_than=timedelta(0))
+    assert (report.refunds_checked, report.refunds_repaired) == (1, 1)
+    wait_until(lambda: order_row(order_no).status == OrderStatus.REFUNDED)
+    sent = [call["json"]["out_refund_no"] for call in emulator.calls("pay_refund")]
+    assert sent == [f"{order_no}R1"] * 3  # the same refund each time, never a second one
