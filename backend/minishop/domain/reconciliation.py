@@ -55,7 +55,7 @@ def close_expired_prepays(session: Session, ctx: PaymentContext, now: datetime) 
     session.commit()  # end the read: the loop below waits on the network
     keep: set[int] = set()
     for payment in open_payments:
-        if not _close_at_wechat(session, ctx, payment):
+        if not _attempt(partial(_close_at_wechat, session, ctx, payment)):
             keep.add(payment.order_id)
     return keep
 
@@ -172,9 +172,10 @@ def reconcile(session: Session, ctx: PaymentContext, *, older_than: timedelta) -
 
 
 def _attempt(repair: Callable[[], bool]) -> bool:
-    """One item's failure (WeChat down, a refused refund) must not stop the others."""
+    """One item's failure (WeChat down, a refused refund) must not stop the others; the next
+    run tries it again."""
     try:
         return repair()
     except (AppError, RefusedNotificationError) as exc:
-        log.warning("reconciliation skipped an item: %s", exc)
+        log.warning("skipped until the next run: %s", exc)
         return False

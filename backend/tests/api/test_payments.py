@@ -492,3 +492,19 @@ def test_a_refund_whose_outcome_is_unknown_is_sent_again_by_reconciliation(
     wait_until(lambda: order_row(order_no).status == OrderStatus.REFUNDED)
     sent = [call["json"]["out_refund_no"] for call in emulator.calls("pay_refund")]
     assert sent == [f"{order_no}R1"] * 3  # the same refund each time, never a second one
+
+
+def test_expiry_keeps_an_order_whose_payment_wechat_cannot_confirm(
+    buyer: Buyer, shop: str, emulator: EmulatorControl, catalog: dict[str, Any]
+) -> None:
+    order_no = buyer.order(catalog["jerky"])
+    assert buyer.pay(order_no).status_code == 200
+    emulator.pay_succeed(order_no, delay_seconds=600)
+    backdate(order_no, 1)
+    emulator.faults("pay_query", errcode=500, times=2)  # the close says ORDERPAID, the query fails
+
+    assert reconciliation.expire_unpaid_orders(db.session, shop_context(shop)) == 0
+
+    assert order_row(order_no).status == OrderStatus.PENDING_PAYMENT  # the next run decides
+    assert reconciliation.expire_unpaid_orders(db.session, shop_context(shop)) == 0
+    assert order_row(order_no).status == OrderStatus.PAID
