@@ -2,7 +2,9 @@
 
 Every Locust user is its own WeChat user: it asks the WeChat emulator's control API for a
 wx.login code, logs in, then mostly browses (category list, product pages, product details),
-sometimes places a signed order with an Idempotency-Key, and cancels a share of those.
+sometimes places a signed order with an Idempotency-Key, and cancels a share of those or pays
+them (the prepay, then the emulator's `succeed` standing in for the phone; WeChat Pay's
+notification reaches the shop as it would in production).
 Request names are route templates, so the statistics group by endpoint, not by id.
 
 Settings (environment): LOADTEST_EMULATOR_URL (the emulator, for login codes), LOADTEST_USERS and
@@ -26,6 +28,7 @@ EMULATOR_URL = os.environ.get("LOADTEST_EMULATOR_URL", "http://127.0.0.1:8001")
 USERS = int(os.environ.get("LOADTEST_USERS", "50"))
 DURATION = int(os.environ.get("LOADTEST_DURATION", "60"))
 CANCEL_SHARE = 0.3
+PAY_SHARE = 0.5  # of the orders placed: the rest stay unpaid until they expire
 OUT_OF_STOCK = 40901
 
 
@@ -100,14 +103,29 @@ class MiniProgramUser(FastHttpUser):
                 response.failure(f"{response.status_code} {answer.get('code')}")
                 return
             response.success()
-        if random.random() < CANCEL_SHARE:
-            order_no = answer["data"]["order_no"]
-            path = f"/api/v1/orders/{order_no}/cancel"
-            with self.signed("POST", path, None, "/api/v1/orders/{order_no}/cancel") as cancel:
-                if cancel.status_code == 200:
-                    cancel.success()
-                else:
-                    cancel.failure(f"{cancel.status_code}")
+        order_no = answer["data"]["order_no"]
+        choice = random.random()
+        if choice < CANCEL_SHARE:
+            self.expect_200("POST", f"/api/v1/orders/{order_no}/cancel", "cancel")
+        elif choice < CANCEL_SHARE + PAY_SHARE:
+            self.pay(order_no)
+
+    def expect_200(self, method: str, path: str, action: str) -> bool:
+        with self.signed(method, path, None, f"/api/v1/orders/{{order_no}}/{action}") as response:
+            if response.status_code == 200:
+                response.success()
+                return True
+            response.failure(f"{response.status_code}")
+            return False
+
+    def pay(self, order_no: str) -> None:
+        """The prepay, then the user pays on the phone (the emulator notifies the shop)."""
+        if self.expect_200("POST", f"/api/v1/orders/{order_no}/pay", "pay"):
+            self.client.post(
+                f"{EMULATOR_URL}/__emulator/pay/{order_no}/succeed",
+                json={},
+                name="emulator: the user pays",
+            )
 
     @task(1)
     def my_orders(self) -> None:

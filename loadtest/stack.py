@@ -176,6 +176,7 @@ class LocalStack:
             self.app_env
             | dict(env or {})
             | {
+                "WECHATPAY_NOTIFY_URL": f"http://127.0.0.1:{port}/api/v1/payments/wechat/notify",
                 "HOST": "127.0.0.1",
                 "PORT": str(port),
                 "WEB_CONCURRENCY": str(workers or self.workers),
@@ -198,7 +199,7 @@ class LocalStack:
             try:
                 if requests.get(f"{server.base_url}/healthz", timeout=1).status_code < 500:
                     return server
-            except requests.ConnectionError:
+            except requests.RequestException:  # not listening yet, or too busy booting to answer
                 time.sleep(0.2)
         server.stop()
         raise RuntimeError(log_path.read_text(errors="replace")[-3000:])
@@ -215,10 +216,14 @@ class LocalStack:
                 stores = {"DATABASE_URL": self._start_mariadb(), "REDIS_URL": self._start_redis()}
             self._emulator = EmulatorProcess(env={"PATH": os.environ.get("PATH", "")}).start()
             self.emulator_url = self._emulator.base_url
+            wechatpay = self._emulator.control.pay_keys().merchant_settings(
+                self.directory / "wechatpay"
+            )
             self.app_env = (
                 dict(os.environ)
                 | {"APP_ENV": "testing", "LOG_LEVEL": "WARNING"}
-                | {"WECHAT_API_BASE": self.emulator_url}
+                | {"WECHAT_API_BASE": self.emulator_url, "WECHATPAY_API_BASE": self.emulator_url}
+                | wechatpay
                 | stores
                 | self.extra_env
             )

@@ -133,20 +133,8 @@ def wechatpay_settings(
 ) -> dict[str, str]:
     """The emulator's merchant as our WeChat Pay settings (its generated keys in PEM files)."""
     keys = emulator_process.control.pay_keys()
-    assert keys.merchant_private_key is not None
-    folder = tmp_path_factory.mktemp("wechatpay")
-    private_key, public_key = folder / "apiclient_key.pem", folder / "pub_key.pem"
-    private_key.write_text(keys.merchant_private_key)
-    public_key.write_text(keys.platform_public_key)
-    return {
-        "WECHAT_APPID": keys.appid,
-        "WECHATPAY_API_BASE": emulator_process.base_url,
-        "WECHATPAY_MCHID": keys.mchid,
-        "WECHATPAY_MERCHANT_SERIAL": keys.merchant_serial,
-        "WECHATPAY_PRIVATE_KEY_FILE": str(private_key),
-        "WECHATPAY_PUBLIC_KEY_ID": keys.public_key_id,
-        "WECHATPAY_PUBLIC_KEY_FILE": str(public_key),
-        "WECHATPAY_APIV3_KEY": keys.apiv3_key,
+    return keys.merchant_settings(tmp_path_factory.mktemp("wechatpay")) | {
+        "WECHATPAY_API_BASE": emulator_process.base_url
     }
 
 

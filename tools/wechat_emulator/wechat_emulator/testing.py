@@ -28,6 +28,7 @@ from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 from types import TracebackType
 from typing import Any, Self
 
@@ -71,6 +72,26 @@ class PayKeys:
     platform_serial: str
     platform_certificate: str
     merchant_private_key: str | None
+
+    def merchant_settings(self, folder: Path) -> dict[str, str]:
+        """MiniShop's WeChat Pay settings for this merchant (PEM files written to `folder`);
+        WECHATPAY_API_BASE and WECHATPAY_NOTIFY_URL are the caller's to add."""
+        if self.merchant_private_key is None:
+            raise EmulatorError("the emulator did not generate the merchant key: no private key")
+        folder.mkdir(parents=True, exist_ok=True)
+        private_key, public_key = folder / "apiclient_key.pem", folder / "pub_key.pem"
+        private_key.write_text(self.merchant_private_key)
+        private_key.chmod(0o600)
+        public_key.write_text(self.platform_public_key)
+        return {
+            "WECHAT_APPID": self.appid,
+            "WECHATPAY_MCHID": self.mchid,
+            "WECHATPAY_MERCHANT_SERIAL": self.merchant_serial,
+            "WECHATPAY_PRIVATE_KEY_FILE": str(private_key),
+            "WECHATPAY_PUBLIC_KEY_ID": self.public_key_id,
+            "WECHATPAY_PUBLIC_KEY_FILE": str(public_key),
+            "WECHATPAY_APIV3_KEY": self.apiv3_key,
+        }
 
 
 def _quote(segment: str) -> str:
