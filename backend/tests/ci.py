@@ -26,6 +26,8 @@ PACKAGES = {
     "redis-server": "redis-server",
     "node": "nodejs",
     "chromium": "chromium",
+    "amtool": "prometheus-alertmanager",
+    "prometheus-alertmanager": "prometheus-alertmanager",
 }
 
 # Server binaries live in /usr/sbin, which is not on every user's PATH.
