@@ -105,6 +105,7 @@ def _take_stock(session: Session, quantities: dict[int, int]) -> None:
                     ]
                 },
             )
+        metrics.ORDERS_OUT_OF_STOCK.inc()
         raise AppError(ErrorCode.OUT_OF_STOCK, data={"product_id": product_id})
 
 

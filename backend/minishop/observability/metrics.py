@@ -120,6 +120,9 @@ BAD_SIGNATURES = Counter(
 )
 LOGINS = Counter("minishop_logins_total", "Successful logins")
 ORDERS_CREATED = Counter("minishop_orders_created_total", "Orders placed")
+ORDERS_OUT_OF_STOCK = Counter(
+    "minishop_orders_out_of_stock_total", "Orders refused because a product had too little stock"
+)
 ORDERS_CANCELLED = Counter("minishop_orders_cancelled_total", "Orders cancelled by their buyer")
 ORDERS_EXPIRED = Counter("minishop_orders_expired_total", "Unpaid orders cancelled on expiry")
 ORDERS_COMPLETED = Counter(

@@ -106,8 +106,10 @@ def test_a_shortage_writes_nothing_at_all(
             {"product_id": catalog["puer"].id, "quantity": 6},
         ]
     }
+    stock_outs = REGISTRY.get_sample_value("minishop_orders_out_of_stock_total") or 0.0
     response = assert_envelope(place(client, log_in(), body), 409, 40901)
     assert response["data"] == {"product_id": catalog["puer"].id}
+    assert REGISTRY.get_sample_value("minishop_orders_out_of_stock_total") == stock_outs + 1
     assert (stock_of(catalog["longjing"].id), stock_of(catalog["jerky"].id)) == (10, 100)
     assert stock_of(catalog["puer"].id) == 5
     assert (count(Order), count(OrderItem)) == (0, 0)
