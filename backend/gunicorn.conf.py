@@ -98,7 +98,12 @@ def when_ready(server: Any) -> None:
     """With METRICS_PORT set, serve /metrics from the master, which outlives every worker."""
     settings = load_settings()
     if settings.METRICS_ENABLED and settings.METRICS_PORT is not None:
-        metrics.serve_from_master(server.pid, settings.METRICS_PORT, settings.METRICS_HOST)
+        metrics.serve_from_master(
+            server.pid,
+            settings.METRICS_PORT,
+            settings.METRICS_HOST,
+            worker_memory_limit=settings.WORKER_MEMORY_LIMIT_BYTES,
+        )
 
 
 def post_fork(server: Any, worker: Any) -> None:

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# The one place that names the system tools each pipeline step needs: Debian packages, and the
-# npm tools pinned in tools/ci-lint.
+# The one place that names the system tools each pipeline step needs: Debian packages, the npm
+# tools pinned in tools/ci-lint, and a promtool with Kubernetes discovery (built with Go by
+# pipelines/build-promtool-kubernetes.sh, since Debian's has none).
 #
 # Usage: pipelines/install-system-deps.sh [--check-or-install] test|lint|bench|all
 #   When every binary is present nothing happens. Otherwise, as root, the missing packages are
@@ -19,6 +20,12 @@ test_deps=(
   redis-server redis-server
   node nodejs       # runs the mini-program's signing snippet (docs/request-signature.js) in a test
   chromium chromium # renders the API reference page (/docs) in a test
+  # observability/: promtool and amtool check the configs and run the rule tests; the servers
+  # run in the end-to-end alert test.
+  prometheus prometheus
+  promtool prometheus
+  prometheus-alertmanager prometheus-alertmanager
+  amtool prometheus-alertmanager
 )
 bench_deps=(
   "${test_deps[@]}" # make loadtest / make bench start the same servers the tests use
@@ -65,6 +72,11 @@ if ((${#missing[@]})); then
   echo "install-system-deps: installing ${missing[*]}"
   apt-get update -qq
   DEBIAN_FRONTEND=noninteractive "${install[@]}"
+fi
+
+if [[ $purpose == test || $purpose == all ]]; then
+  # Debian's promtool has no Kubernetes discovery; prometheus.yml's check needs one that has.
+  pipelines/build-promtool-kubernetes.sh
 fi
 
 if [[ $purpose == lint || $purpose == all ]]; then

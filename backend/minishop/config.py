@@ -203,6 +203,9 @@ class Settings(BaseSettings):
     # Set: /metrics is served on this port by gunicorn's master and not on the public app.
     METRICS_PORT: int | None = Field(None, ge=1, le=65535)
     METRICS_HOST: str = "127.0.0.1"
+    # The memory one gunicorn worker may use (minishop_worker_memory_limit_bytes, for the
+    # WorkerMemoryHigh alert). Unset: the container's cgroup limit shared by the server's processes.
+    WORKER_MEMORY_LIMIT_BYTES: int | None = Field(None, gt=0)
     # otel: OTLP/HTTP, configured by the standard OTEL_* variables; skywalking: the agent posts
     # to SW_AGENT_COLLECTOR_BACKEND_SERVICES; none: no spans (ids are still made and logged).
     TRACING_BACKEND: TracingBackend = "none"

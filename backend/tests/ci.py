@@ -26,8 +26,10 @@ PACKAGES = {
     "redis-server": "redis-server",
     "node": "nodejs",
     "chromium": "chromium",
-    "amtool": "prometheus-alertmanager",
+    "prometheus": "prometheus",
+    "promtool": "prometheus",
     "prometheus-alertmanager": "prometheus-alertmanager",
+    "amtool": "prometheus-alertmanager",
 }
 
 # Server binaries live in /usr/sbin, which is not on every user's PATH.

@@ -31,4 +31,9 @@ def init_app(
         store=store,
     )
     if settings.METRICS_ENABLED:
-        metrics.init_app(app, engines, serve_on_app=settings.METRICS_PORT is None)
+        metrics.init_app(
+            app,
+            engines,
+            serve_on_app=settings.METRICS_PORT is None,
+            worker_memory_limit=settings.WORKER_MEMORY_LIMIT_BYTES,
+        )

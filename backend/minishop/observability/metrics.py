@@ -58,6 +58,12 @@ HTTP_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0)
 DB_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5)
 WECHAT_BUCKETS = (0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.0, 3.0, 5.0)
 SQL_OPERATIONS = frozenset({"SELECT", "INSERT", "UPDATE", "DELETE"})
+# The container's memory limit: cgroup v2, then v1 (which writes "no limit" as ~2**63).
+CGROUP_MEMORY_LIMIT_FILES = (
+    Path("/sys/fs/cgroup/memory.max"),
+    Path("/sys/fs/cgroup/memory/memory.limit_in_bytes"),
+)
+CGROUP_UNLIMITED = 1 << 62
 
 # The *_created series would double the exposition under `make run`; multiprocess mode has none.
 disable_created_metrics()  # type: ignore[no-untyped-call]
@@ -213,10 +219,15 @@ class WorkerProcessCollector(Collector):
     Multiprocess mode drops prometheus_client's process collector (it would describe only the
     process that happens to answer the scrape), so this reads every process of the server from
     /proc instead. Outside gunicorn it describes the current process.
+
+    It also reports the memory one worker may use, which the WorkerMemoryHigh alert compares
+    each worker's RSS with (observability/prometheus/rules/alerts.yml).
     """
 
     def __init__(self) -> None:
         self.master_pid: int | None = None
+        # WORKER_MEMORY_LIMIT_BYTES; None: a share of the container's cgroup limit, if any.
+        self.worker_memory_limit: int | None = None
 
     def _processes(self) -> Iterable[tuple[str, psutil.Process]]:
         if self.master_pid is None:
@@ -238,17 +249,53 @@ class WorkerProcessCollector(Collector):
             "Resident memory of each server process",
             labels=["pid", "role"],
         )
+        limit = GaugeMetricFamily(
+            "minishop_worker_memory_limit_bytes",
+            "Memory one worker may use: WORKER_MEMORY_LIMIT_BYTES, else an equal share of the "
+            "container's memory limit among the server's processes",
+        )
+        read = 0
         for role, process in self._processes():
             try:
                 with process.oneshot():
                     times, rss = process.cpu_times(), process.memory_info().rss
             except psutil.Error:  # it exited between listing and reading
                 continue
+            read += 1
             labels = [str(process.pid), role]
             cpu.add_metric(labels, times.user + times.system)
             memory.add_metric(labels, rss)
+        per_worker = worker_memory_limit(self.worker_memory_limit, max(read, 1))
+        if per_worker is not None:
+            limit.add_metric([], per_worker)
         yield cpu
         yield memory
+        yield limit
+
+
+def cgroup_memory_limit(files: Iterable[Path] = CGROUP_MEMORY_LIMIT_FILES) -> int | None:
+    """The container's memory limit in bytes; None when it has none (or this is no container)."""
+    for path in files:
+        try:
+            raw = path.read_text().strip()
+        except OSError:
+            continue
+        if not raw.isdigit() or int(raw) >= CGROUP_UNLIMITED:  # v2 writes "max"
+            return None
+        return int(raw)
+    return None
+
+
+def worker_memory_limit(configured: int | None, processes: int) -> int | None:
+    """What one worker may use: the setting, else the container's limit shared by `processes`.
+
+    Every process of the server counts against the container's limit, gunicorn's master too,
+    so the share is what each may grow to before the container as a whole is out of memory.
+    """
+    if configured is not None:
+        return configured
+    container = cgroup_memory_limit()
+    return None if container is None else container // processes
 
 
 PROCESSES = WorkerProcessCollector()
@@ -305,8 +352,11 @@ def _watch_engine(engine: Engine) -> None:
         _watch_pool(engine.pool)
 
 
-def init_app(app: Flask, engines: list[Engine], *, serve_on_app: bool) -> None:
+def init_app(
+    app: Flask, engines: list[Engine], *, serve_on_app: bool, worker_memory_limit: int | None
+) -> None:
     """Watch the app's database engines; serve /metrics here unless a metrics port does."""
+    PROCESSES.worker_memory_limit = worker_memory_limit
     for engine in engines:
         _watch_engine(engine)
     if serve_on_app:
@@ -327,9 +377,12 @@ def worker_exited(pid: int) -> None:
     multiprocess.mark_process_dead(pid)  # type: ignore[no-untyped-call]
 
 
-def serve_from_master(master_pid: int, port: int, host: str) -> None:
+def serve_from_master(
+    master_pid: int, port: int, host: str, *, worker_memory_limit: int | None
+) -> None:
     """The exposition on its own port, from the master thread that outlives every worker."""
     PROCESSES.master_pid = master_pid
+    PROCESSES.worker_memory_limit = worker_memory_limit
     start_http_server(port, addr=host, registry=exposition_registry())
 
 

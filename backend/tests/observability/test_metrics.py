@@ -115,6 +115,33 @@ def test_the_pool_gauges_follow_connections_in_use(settings: Settings) -> None:
         db.engine.dispose()
 
 
+def test_the_worker_memory_limit_is_the_setting(settings: Settings) -> None:
+    """WorkerMemoryHigh divides each worker's RSS by this gauge: the configured limit wins."""
+    app = create_app(settings.model_copy(update={"WORKER_MEMORY_LIMIT_BYTES": 300 * 2**20}))
+    try:
+        found = scrape(app.test_client())
+    finally:
+        metrics.PROCESSES.worker_memory_limit = settings.WORKER_MEMORY_LIMIT_BYTES
+    assert value(found, "minishop_worker_memory_limit_bytes") == 300 * 2**20
+
+
+def test_without_the_setting_the_container_limit_is_shared(tmp_path: Path) -> None:
+    """cgroup v2 first, then v1; "max" and v1's near-2**63 both mean no limit, so no sample."""
+    v2, v1 = tmp_path / "memory.max", tmp_path / "memory.limit_in_bytes"
+    assert metrics.cgroup_memory_limit([v2, v1]) is None  # not in a container
+    v1.write_text("9223372036854771712\n")
+    assert metrics.cgroup_memory_limit([v2, v1]) is None
+    v1.write_text("1073741824\n")
+    assert metrics.cgroup_memory_limit([v2, v1]) == 2**30
+    v2.write_text("max\n")
+    assert metrics.cgroup_memory_limit([v2, v1]) is None
+    v2.write_text("536870912\n")
+    assert metrics.cgroup_memory_limit([v2, v1]) == 2**29
+    assert metrics.worker_memory_limit(123, processes=5) == 123
+    expected = None if metrics.cgroup_memory_limit() is None else metrics.cgroup_memory_limit() // 5
+    assert metrics.worker_memory_limit(None, processes=5) == expected
+
+
 def test_metrics_off_means_no_endpoint(settings: Settings) -> None:
     client = create_app(settings.model_copy(update={"METRICS_ENABLED": False})).test_client()
     assert client.get("/metrics").status_code == 404
@@ -189,6 +216,7 @@ def test_production_serves_metrics_on_its_own_port_only(settings: Settings, tmp_
         "PROMETHEUS_MULTIPROC_DIR": str(metrics_dir),
         "TRACING_BACKEND": "none",
         "WEB_CONCURRENCY": "2",
+        "WORKER_MEMORY_LIMIT_BYTES": str(256 * 2**20),
     }
     with gunicorn_server(settings, tmp_path, **env) as base_url:
         metrics_url = f"http://127.0.0.1:{metrics_port}/metrics"
@@ -207,6 +235,8 @@ def test_production_serves_metrics_on_its_own_port_only(settings: Settings, tmp_
         assert value(found, "http_requests_total", **unmatched) == 1
         processes = wait_for_processes(metrics_url, lambda found: len(found) == 3)
         assert sorted(processes.values()) == ["master", "worker", "worker"]
+        # served by the master, which read the setting too
+        assert value(found, "minishop_worker_memory_limit_bytes") == 256 * 2**20
 
         # A worker dies: its live gauges go, its counts stay, the new worker is reported.
         dead = next(pid for pid, role in processes.items() if role == "worker")
