@@ -8,7 +8,7 @@ BIN := $(VENV)/bin
 UV_VERSION := 0.13.9
 FLASK := cd backend && ../$(BIN)/flask --app minishop
 
-.PHONY: help run test lint fmt migrate seed deps dev-deps lock clean bench bench-tuning bench-embedded loadtest bench-observability
+.PHONY: help run test lint fmt migrate seed deps dev-deps lock clean bench bench-tuning bench-embedded loadtest bench-observability observability-up
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) \
@@ -43,6 +43,10 @@ seed: deps ## insert the demo catalog (idempotent)
 
 run: migrate seed ## migrate, seed, start the WeChat emulator and serve on 127.0.0.1:PORT (8000)
 	exec tools/run-local.sh
+
+observability-up: dev-deps ## Prometheus :9090 and Alertmanager :9093 with our rules, next to make run
+	bash pipelines/install-system-deps.sh test
+	$(BIN)/python tools/observability_up.py
 
 test: dev-deps ## the whole test suite against real MariaDB and Redis, with coverage
 	bash pipelines/test.sh

@@ -46,8 +46,8 @@ check "ruff format (emulator)" in_backend "$venv/ruff" format --check ../tools/w
 check "mypy (emulator)" "$venv/mypy" --strict tools/wechat_emulator/wechat_emulator
 check "ruff (loadtest)" in_backend "$venv/ruff" check ../loadtest
 check "ruff format (loadtest)" in_backend "$venv/ruff" format --check ../loadtest
-check "ruff (observability)" in_backend "$venv/ruff" check ../observability
-check "ruff format (observability)" in_backend "$venv/ruff" format --check ../observability
+check "ruff (observability)" in_backend "$venv/ruff" check ../observability ../tools/observability_up.py
+check "ruff format (observability)" in_backend "$venv/ruff" format --check ../observability ../tools/observability_up.py
 check "mypy (dashboards)" "$venv/mypy" --strict --ignore-missing-imports observability/grafana/dashboards.py
 check "shellcheck" shellcheck "${shell_files[@]}" .ci/run
 check "hadolint" "$venv/hadolint" Dockerfile

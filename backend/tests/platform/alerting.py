@@ -205,6 +205,7 @@ def running_alertmanager(
     tenant: WeComTenant = WeComTenant(),
     timings: Mapping[str, str] | None = None,
     startup_timeout: float = 20.0,
+    port: int | None = None,
 ) -> Iterator[RunningAlertmanager]:
     """Our Alertmanager configuration served by the real binary on a free loopback port.
 
@@ -223,7 +224,7 @@ def running_alertmanager(
             sms_token=sms_token,
             timings=timings,
         )
-        url = f"http://127.0.0.1:{_free_port()}"
+        url = f"http://127.0.0.1:{port or _free_port()}"
         log_path = work / "alertmanager.log"
         command = [
             binary("prometheus-alertmanager"),

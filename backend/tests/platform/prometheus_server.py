@@ -5,9 +5,10 @@
         prometheus.query("namespace_job:http_requests:rate5m")
 
 What differs from production, and nothing else: a temporary copy of observability/prometheus/
-scrapes and evaluates every second, its `minishop-local` job's target is the app under test,
-its Alertmanager is the one under test, and `alert_for` shortens the `for:` of the alerts it
-names (a rules overlay: the expressions, labels and annotations stay as committed).
+scrapes and evaluates every second, leaves out the `minishop-kubernetes` job (Debian's
+Prometheus is built without Kubernetes discovery), scrapes the app under test as its
+`minishop-local` target, alerts the Alertmanager under test, and `alert_for` shortens the `for:`
+of the alerts it names (a rules overlay: expressions, labels and annotations stay as committed).
 """
 
 from __future__ import annotations
@@ -32,6 +33,7 @@ from tests.ci import binary, require_binaries
 REPO_ROOT = Path(__file__).resolve().parents[3]
 PROMETHEUS_DIR = REPO_ROOT / "observability" / "prometheus"
 LOCAL_JOB = "minishop-local"
+KUBERNETES_JOB = "minishop-kubernetes"
 TEST_INTERVAL = "1s"
 
 _HTTP = requests.Session()
@@ -45,17 +47,29 @@ def _free_port() -> int:
         return port
 
 
+def without_kubernetes(config: dict[str, Any]) -> dict[str, Any]:
+    """prometheus.yml as Debian's Prometheus can load it: the Kubernetes job left out."""
+    jobs = [job for job in config["scrape_configs"] if job["job_name"] != KUBERNETES_JOB]
+    assert len(jobs) == len(config["scrape_configs"]) - 1
+    return config | {"scrape_configs": jobs}
+
+
 def prepare_config(
-    folder: Path, *, app_target: str, alertmanager: str, alert_for: Mapping[str, str]
+    folder: Path,
+    *,
+    app_target: str,
+    alertmanager: str,
+    alert_for: Mapping[str, str],
+    interval: str = TEST_INTERVAL,
 ) -> Path:
     """A copy of observability/prometheus/ in `folder`, changed as the module docstring says."""
     shutil.copytree(PROMETHEUS_DIR, folder, ignore=shutil.ignore_patterns("tests"))
     config_path = folder / "prometheus.yml"
-    config = yaml.safe_load(config_path.read_text())
+    config = without_kubernetes(yaml.safe_load(config_path.read_text()))
     config["global"] |= {
-        "scrape_interval": TEST_INTERVAL,
-        "scrape_timeout": TEST_INTERVAL,
-        "evaluation_interval": TEST_INTERVAL,
+        "scrape_interval": interval,
+        "scrape_timeout": interval,
+        "evaluation_interval": interval,
     }
     config["alerting"]["alertmanagers"] = [{"static_configs": [{"targets": [alertmanager]}]}]
     (local,) = [job for job in config["scrape_configs"] if job["job_name"] == LOCAL_JOB]
@@ -117,7 +131,12 @@ def _wait_ready(url: str, process: subprocess.Popen[bytes], log_path: Path) -> N
 
 @contextmanager
 def running_prometheus(
-    *, app_target: str, alertmanager: str, alert_for: Mapping[str, str] | None = None
+    *,
+    app_target: str,
+    alertmanager: str,
+    alert_for: Mapping[str, str] | None = None,
+    interval: str = TEST_INTERVAL,
+    port: int | None = None,
 ) -> Iterator[RunningPrometheus]:
     require_binaries("prometheus")
     with tempfile.TemporaryDirectory(prefix="prometheus-") as tmp:
@@ -127,8 +146,9 @@ def running_prometheus(
             app_target=app_target,
             alertmanager=alertmanager,
             alert_for=alert_for or {},
+            interval=interval,
         )
-        url = f"http://127.0.0.1:{_free_port()}"
+        url = f"http://127.0.0.1:{port or _free_port()}"
         log_path = work / "prometheus.log"
         env = {k: v for k, v in os.environ.items() if not k.lower().endswith("_proxy")}
         with log_path.open("wb") as log:

@@ -56,7 +56,7 @@ def test_check_config_accepts_the_configuration() -> None:
     assert result.returncode == 0, result.stdout + result.stderr
     assert "SUCCESS" in result.stdout
     assert " - 3 receivers" in result.stdout
-    assert " - 1 inhibit rules" in result.stdout
+    assert " - 2 inhibit rules" in result.stdout
 
 
 def test_check_config_rejects_a_broken_configuration(tmp_path: Path) -> None:
@@ -466,3 +466,29 @@ def test_warning_goes_to_team_chat_and_a_critical_mutes_it(
     assert [p["alerts"][0]["labels"]["severity"] for p in sms_payloads(alertmanager)] == [
         "critical"
     ]
+
+
+def test_an_slo_fast_burn_page_mutes_the_slow_burn_ticket_of_that_slo_only(
+    alertmanager: RunningAlertmanager, emulator: EmulatorControl
+) -> None:
+    """Fast and slow burn are two alert names; the label `slo` ties them to one SLO."""
+    annotations = {"summary": "Error budget burning", "runbook_url": RUNBOOK, "value": "14.4x"}
+    shared = {"service": "minishop", "job": "minishop-local"}
+    alertmanager.post_alerts(
+        [
+            alert({"alertname": "AvailabilitySLOFastBurn", "severity": "critical",
+                   "slo": "availability", **shared}, annotations),
+            alert({"alertname": "AvailabilitySLOSlowBurn", "severity": "warning",
+                   "slo": "availability", **shared}, annotations),
+            alert({"alertname": "LatencySLOSlowBurn", "severity": "warning",
+                   "slo": "latency", **shared}, annotations),
+        ]
+    )  # fmt: skip
+
+    wait_for("the latency ticket", wecom(emulator, "LatencySLOSlowBurn"), alertmanager)
+    states = {a["labels"]["alertname"]: a["status"]["state"] for a in alertmanager.alerts()}
+    assert states == {
+        "AvailabilitySLOFastBurn": "active",
+        "AvailabilitySLOSlowBurn": "suppressed",
+        "LatencySLOSlowBurn": "active",
+    }

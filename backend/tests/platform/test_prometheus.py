@@ -25,6 +25,7 @@ from prometheus_client.utils import floatToGoString
 
 from minishop.observability import metrics
 from tests.ci import binary, require_binaries, unavailable
+from tests.platform.prometheus_server import without_kubernetes
 
 ROOT = Path(__file__).resolve().parents[3]
 PROMETHEUS_DIR = ROOT / "observability" / "prometheus"
@@ -34,7 +35,6 @@ TEST_FILES = sorted((PROMETHEUS_DIR / "tests").glob("*.yml"))
 RUNBOOKS = ROOT / "observability" / "runbooks"
 RUNBOOK_PREFIX = "https://github.com/minishop/minishop/blob/main/observability/runbooks/"
 PROMTOOL_KUBERNETES = ROOT / ".venv" / "bin" / "promtool-kubernetes"
-KUBERNETES_JOB = "minishop-kubernetes"
 
 SEVERITIES = {"critical", "warning"}
 TEAMS = {"sre", "payments"}
@@ -95,13 +95,6 @@ def promtool(*args: str, tool: str | None = None) -> subprocess.CompletedProcess
 
 def assert_succeeds(result: subprocess.CompletedProcess[str]) -> None:
     assert result.returncode == 0, result.stdout + result.stderr
-
-
-def without_kubernetes(config: dict[str, Any]) -> dict[str, Any]:
-    """prometheus.yml as Debian's Prometheus can load it: the Kubernetes job left out."""
-    jobs = [job for job in config["scrape_configs"] if job["job_name"] != KUBERNETES_JOB]
-    assert len(jobs) == len(config["scrape_configs"]) - 1
-    return config | {"scrape_configs": jobs}
 
 
 def test_promtool_with_kubernetes_discovery_accepts_the_whole_config() -> None:
