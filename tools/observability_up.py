@@ -41,7 +41,8 @@ def main() -> int:
             port=PROMETHEUS_PORT,
         ) as prometheus,
     ):
-        print(f"Prometheus    {prometheus.url} (alerts: {prometheus.url}/classic/alerts)", flush=True)
+        alerts = f"{prometheus.url}/classic/alerts"  # Debian's build serves the classic UI
+        print(f"Prometheus    {prometheus.url} (alerts: {alerts})", flush=True)
         print(f"Alertmanager  {alertmanager.url}", flush=True)
         print(f"WeChat Work   {emulator}/__emulator/messages?kind=wecom", flush=True)
         print(f"scraping      http://{app}/metrics; Ctrl-C stops", flush=True)
