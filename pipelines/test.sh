@@ -8,6 +8,7 @@ cd "$(dirname "$0")/.."
 pipelines/install-system-deps.sh --check-or-install test
 make -s dev-deps
 mkdir -p reports
+pipelines/build-jaeger.sh # Jaeger and the Collector for tests/platform/test_traces.py (cached)
 
 # The WeChat emulator's own suite first: the backend's tests trust it as their WeChat.
 .venv/bin/pytest tools/wechat_emulator/tests --junitxml=reports/junit-emulator.xml -q
