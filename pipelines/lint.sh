@@ -56,6 +56,10 @@ check "gitlab-ci schema" "$venv/check-jsonschema" --builtin-schema vendor.gitlab
 check "gitlab-ci-local" gitlab-ci-local --list --state-dir reports/gitlab-ci-local
 check "compose schema" "$venv/check-jsonschema" --builtin-schema vendor.compose-spec docker-compose.yml
 check "docker-compose config" docker-compose -f docker-compose.yml config -q
+check "docker-compose config (OpenTelemetry overlay)" docker-compose -f docker-compose.yml \
+  -f observability/otel-collector/docker-compose.otel.yml config -q
+check "docker-compose config (SkyWalking overlay)" docker-compose -f docker-compose.yml \
+  -f observability/skywalking/docker-compose.skywalking.yml config -q
 check "Jenkinsfile parse" parse_jenkinsfile
 
 if ((${#failed[@]})); then
