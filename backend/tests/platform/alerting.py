@@ -19,13 +19,9 @@ sends fail with 40014, unretried, so start Alertmanager after the reset.
 from __future__ import annotations
 
 import json
-import os
 import re
 import shutil
-import socket
-import subprocess
 import tempfile
-import time
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -33,9 +29,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-import requests
-
 from tests.ci import binary, require_binaries
+from tests.platform.processes import HTTP, free_port, serving
 from wechat_emulator.testing import Receiver, notify_receiver
 
 REPO_ROOT = Path(__file__).resolve().parents[3]
@@ -48,9 +43,6 @@ WECHAT_API_URL_LINE = re.compile(r"^(\s*wechat_api_url:\s*)\S+[ \t]*$", re.MULTI
 SMS_URL_LINE = re.compile(r"^(\s*url:\s*)http://sms-gateway:8080/alert[ \t]*$", re.MULTILINE)
 TIMING_LINE = re.compile(r"^(\s*(group_wait|group_interval):\s*)\S+[ \t]*$", re.MULTILINE)
 
-# A session without a proxy: Alertmanager is on loopback.
-_HTTP = requests.Session()
-_HTTP.trust_env = False
 
 # What the tests' secrets/sms-gateway-token holds (the SMS stand-in checks the bearer token).
 DEV_SMS_GATEWAY_TOKEN = "dev-only-sms-gateway-token"
@@ -128,12 +120,6 @@ def prepare_config(
     return config
 
 
-def _free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
-
-
 def _utc(moment: datetime) -> str:
     return moment.astimezone(UTC).isoformat().replace("+00:00", "Z")
 
@@ -173,29 +159,14 @@ class RunningAlertmanager:
         return self.log_path.read_text(encoding="utf-8", errors="replace")
 
     def post_alerts(self, alerts: Sequence[Mapping[str, Any]]) -> None:
-        response = _HTTP.post(f"{self.url}/api/v2/alerts", json=list(alerts), timeout=10)
+        response = HTTP.post(f"{self.url}/api/v2/alerts", json=list(alerts), timeout=10)
         assert response.status_code == 200, response.text
 
     def alerts(self, **filters: str) -> list[dict[str, Any]]:
         """GET /api/v2/alerts (filters: active, silenced, inhibited = "true"/"false")."""
-        response = _HTTP.get(f"{self.url}/api/v2/alerts", params=filters, timeout=10)
+        response = HTTP.get(f"{self.url}/api/v2/alerts", params=filters, timeout=10)
         response.raise_for_status()
         return list(response.json())
-
-
-def _wait_ready(url: str, process: subprocess.Popen[bytes], log_path: Path, timeout: float) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            log = log_path.read_text(errors="replace")
-            raise RuntimeError(f"alertmanager exited with {process.returncode}:\n{log}")
-        try:
-            if _HTTP.get(f"{url}/-/ready", timeout=1).status_code == 200:
-                return
-        except requests.ConnectionError:
-            pass
-        time.sleep(0.1)
-    raise RuntimeError(f"alertmanager not ready after {timeout}s:\n{log_path.read_text()}")
 
 
 @contextmanager
@@ -224,7 +195,7 @@ def running_alertmanager(
             sms_token=sms_token,
             timings=timings,
         )
-        url = f"http://127.0.0.1:{port or _free_port()}"
+        url = f"http://127.0.0.1:{port or free_port()}"
         log_path = work / "alertmanager.log"
         command = [
             binary("prometheus-alertmanager"),
@@ -234,23 +205,8 @@ def running_alertmanager(
             "--cluster.listen-address=",
             "--log.level=debug",
         ]
-        env = {
-            name: value for name, value in os.environ.items() if not name.lower().endswith("_proxy")
-        }
-        with log_path.open("wb") as log:
-            process = subprocess.Popen(
-                command, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT, env=env
-            )
-        try:
-            _wait_ready(url, process, log_path, startup_timeout)
+        with serving(command, log_path, f"{url}/-/ready", timeout=startup_timeout):
             yield RunningAlertmanager(url, config, sms, sms_token, tenant, log_path)
-        finally:
-            process.terminate()
-            try:
-                process.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait()
 
 
 def sms_payloads(alertmanager: RunningAlertmanager) -> list[dict[str, Any]]:

@@ -13,38 +13,24 @@ of the alerts it names (a rules overlay: expressions, labels and annotations sta
 
 from __future__ import annotations
 
-import os
 import shutil
-import socket
-import subprocess
 import tempfile
-import time
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import requests
 import yaml
 
 from tests.ci import binary, require_binaries
+from tests.platform.processes import HTTP, free_port, serving
 
 REPO_ROOT = Path(__file__).resolve().parents[3]
 PROMETHEUS_DIR = REPO_ROOT / "observability" / "prometheus"
 LOCAL_JOB = "minishop-local"
 KUBERNETES_JOB = "minishop-kubernetes"
 TEST_INTERVAL = "1s"
-
-_HTTP = requests.Session()
-_HTTP.trust_env = False  # Prometheus is on loopback: no proxy in between
-
-
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port: int = probe.getsockname()[1]
-        return port
 
 
 def without_kubernetes(config: dict[str, Any]) -> dict[str, Any]:
@@ -97,7 +83,7 @@ class RunningPrometheus:
 
     def query(self, promql: str) -> list[dict[str, Any]]:
         """The instant query's result (a vector or scalar), raising on a PromQL error."""
-        answer = _HTTP.get(f"{self.url}/api/v1/query", params={"query": promql}, timeout=10)
+        answer = HTTP.get(f"{self.url}/api/v1/query", params={"query": promql}, timeout=10)
         body = answer.json()
         assert body["status"] == "success", (promql, body)
         data = body["data"]
@@ -108,25 +94,11 @@ class RunningPrometheus:
 
     def alerts(self, name: str) -> list[dict[str, Any]]:
         """Prometheus's own view of one alert: pending and firing instances."""
-        answer = _HTTP.get(f"{self.url}/api/v1/alerts", timeout=10).json()
+        answer = HTTP.get(f"{self.url}/api/v1/alerts", timeout=10).json()
         return [a for a in answer["data"]["alerts"] if a["labels"].get("alertname") == name]
 
     def log(self) -> str:
         return self.log_path.read_text(errors="replace")
-
-
-def _wait_ready(url: str, process: subprocess.Popen[bytes], log_path: Path) -> None:
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            raise RuntimeError(f"prometheus exited:\n{log_path.read_text(errors='replace')}")
-        try:
-            if _HTTP.get(f"{url}/-/ready", timeout=1).status_code == 200:
-                return
-        except requests.RequestException:
-            pass
-        time.sleep(0.1)
-    raise RuntimeError(f"prometheus not ready:\n{log_path.read_text(errors='replace')}")
 
 
 @contextmanager
@@ -148,30 +120,14 @@ def running_prometheus(
             alert_for=alert_for or {},
             interval=interval,
         )
-        url = f"http://127.0.0.1:{port or _free_port()}"
+        url = f"http://127.0.0.1:{port or free_port()}"
+        command = [
+            binary("prometheus"),
+            f"--config.file={config}",
+            f"--storage.tsdb.path={work / 'data'}",
+            f"--web.listen-address={url.removeprefix('http://')}",
+            "--rules.alert.resend-delay=1s",
+        ]
         log_path = work / "prometheus.log"
-        env = {k: v for k, v in os.environ.items() if not k.lower().endswith("_proxy")}
-        with log_path.open("wb") as log:
-            process = subprocess.Popen(
-                [
-                    binary("prometheus"),
-                    f"--config.file={config}",
-                    f"--storage.tsdb.path={work / 'data'}",
-                    f"--web.listen-address={url.removeprefix('http://')}",
-                    "--rules.alert.resend-delay=1s",
-                ],
-                stdin=subprocess.DEVNULL,
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                env=env,
-            )
-        try:
-            _wait_ready(url, process, log_path)
+        with serving(command, log_path, f"{url}/-/ready"):
             yield RunningPrometheus(url, log_path)
-        finally:
-            process.terminate()
-            try:
-                process.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait()

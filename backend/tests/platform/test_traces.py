@@ -21,7 +21,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
 
-import port_for
 import pytest
 import requests
 
@@ -30,6 +29,7 @@ from minishop.models import Product
 from tests.ci import unavailable
 from tests.conftest import gunicorn_server
 from tests.observability.test_tracing import LOGIN_ROUTE, ORDERS_ROUTE, shop
+from tests.platform.processes import free_port, serving
 from wechat_emulator.testing import EmulatorControl
 
 REPO = Path(__file__).resolve().parents[3]
@@ -63,35 +63,8 @@ def wait_for(found: Callable[[], T | None], what: str, timeout: float = 40.0) ->
         time.sleep(0.25)
 
 
-def answers(url: str) -> bool | None:
-    try:
-        return requests.get(url, timeout=2).status_code == 200 or None
-    except requests.RequestException:  # not listening yet
-        return None
-
-
-@contextmanager
-def running(command: list[str], log: Path, ready_url: str, env: dict[str, str]) -> Iterator[None]:
-    """Run `command` until the block ends, once `ready_url` answers 200; its output in `log`."""
-    with log.open("w") as output:
-        process = subprocess.Popen(
-            command, stdout=output, stderr=subprocess.STDOUT, env=os.environ | env
-        )
-        try:
-            wait_for(
-                lambda: answers(ready_url) or (process.poll() is not None or None),
-                f"{command[0]} to answer {ready_url}",
-                timeout=30,
-            )
-            assert process.poll() is None, f"{command[0]} exited: {log.read_text()}"
-            yield
-        finally:
-            process.terminate()
-            process.wait(timeout=30)
-
-
 def free_address() -> str:
-    return f"127.0.0.1:{port_for.select_random()}"
+    return f"127.0.0.1:{free_port()}"
 
 
 @dataclass(frozen=True)
@@ -129,7 +102,7 @@ def jaeger(tmp_path: Path) -> Iterator[Jaeger]:
     }
     command = [str(binary), f"--config={JAEGER_CONFIG}"]
     command += [f"--set={key}={value}" for key, value in overrides.items()]
-    with running(command, tmp_path / "jaeger.log", f"http://{health}/status", {}):
+    with serving(command, tmp_path / "jaeger.log", f"http://{health}/status"):
         yield found
 
 
@@ -147,7 +120,7 @@ def collector(tmp_path: Path, jaeger: Jaeger) -> Iterator[str]:
     command = [str(binary), f"--config={COLLECTOR_CONFIG}"]
     command += [f"--set={key}={value}" for key, value in overrides.items()]
     env = {"JAEGER_OTLP_ENDPOINT": jaeger.otlp_grpc}
-    with running(command, tmp_path / "otelcol.log", f"http://{health}/", env):
+    with serving(command, tmp_path / "otelcol.log", f"http://{health}/", env=env):
         yield f"http://{http}"
 
 
