@@ -42,13 +42,21 @@ MIGRATIONS_DIR = str(BACKEND_DIR / "migrations")
 pytest_plugins = ("pytester",)  # tests/test_ci.py runs pytest in a subprocess
 
 MARIADB_INSTALL_DB = BACKEND_DIR.parent / "tools" / "mariadb-install-db.sh"
-mariadb_proc = mysql_factories.mysql_proc(
-    port=None,
-    mysqld_exec=Path(binary("mariadbd")),
-    mysqld_safe=Path(binary("mariadbd-safe")),
-    admin_executable=binary("mariadb-admin"),
-    install_db=str(MARIADB_INSTALL_DB),
-)
+
+
+def mariadb_process_fixture() -> Any:
+    """A pytest-mysql process fixture on our MariaDB binaries. The session's is `mariadb_proc`;
+    a module that stops its database makes one of its own, so stopping it harms no one."""
+    return mysql_factories.mysql_proc(
+        port=None,
+        mysqld_exec=Path(binary("mariadbd")),
+        mysqld_safe=Path(binary("mariadbd-safe")),
+        admin_executable=binary("mariadb-admin"),
+        install_db=str(MARIADB_INSTALL_DB),
+    )
+
+
+mariadb_proc = mariadb_process_fixture()
 redis_server_proc = redis_factories.redis_proc(executable=binary("redis-server"), port=None)
 
 

@@ -6,7 +6,6 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from pytest_mysql import factories as mysql_factories
 from pytest_mysql.executor import MySQLExecutor
 from sqlalchemy import create_engine, select
 from sqlalchemy.orm import Session
@@ -14,17 +13,16 @@ from sqlalchemy.orm import Session
 from minishop import config
 from minishop.models import Category, Order, OrderStatus, Product
 from tests.api.test_payments import Buyer, answered, wait_until
-from tests.ci import binary, require_binaries
-from tests.conftest import MARIADB_INSTALL_DB, create_database, gunicorn_server, migrate_database
+from tests.ci import require_binaries
+from tests.conftest import (
+    create_database,
+    gunicorn_server,
+    mariadb_process_fixture,
+    migrate_database,
+)
 from wechat_emulator.testing import EmulatorControl
 
-mariadb_to_stop = mysql_factories.mysql_proc(
-    port=None,
-    mysqld_exec=Path(binary("mariadbd")),
-    mysqld_safe=Path(binary("mariadbd-safe")),
-    admin_executable=binary("mariadb-admin"),
-    install_db=str(MARIADB_INSTALL_DB),
-)
+mariadb_to_stop = mariadb_process_fixture()
 
 
 @pytest.fixture()

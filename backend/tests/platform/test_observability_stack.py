@@ -24,17 +24,16 @@ from typing import Any
 
 import pytest
 import requests
-from pytest_mysql import factories as mysql_factories
 from pytest_mysql.executor import MySQLExecutor
 
 from minishop import config, create_app
 from minishop.domain.seeding import seed_demo_catalog
 from minishop.extensions import db
-from tests.ci import binary, require_binaries
+from tests.ci import require_binaries
 from tests.conftest import (
-    MARIADB_INSTALL_DB,
     create_database,
     gunicorn_server,
+    mariadb_process_fixture,
     migrate_database,
 )
 from tests.platform.alerting import RunningAlertmanager, running_alertmanager
@@ -44,13 +43,7 @@ from wechat_emulator.testing import EmulatorControl, EmulatorProcess
 sys.path.insert(0, str(REPO_ROOT / "observability" / "grafana"))
 import dashboards
 
-mariadb_for_alerts = mysql_factories.mysql_proc(
-    port=None,
-    mysqld_exec=Path(binary("mariadbd")),
-    mysqld_safe=Path(binary("mariadbd-safe")),
-    admin_executable=binary("mariadb-admin"),
-    install_db=str(MARIADB_INSTALL_DB),
-)
+mariadb_for_alerts = mariadb_process_fixture()
 
 # The one change to the rules the end-to-end test makes: HighErrorRate's `for: 3m` (a rules
 # overlay, see prometheus_server.py). Everything else, Alertmanager's timings included, is as
