@@ -124,8 +124,10 @@ def _reconcile_payment(session: Session, ctx: PaymentContext, payment: Payment) 
 
 
 def _reconcile_refund(session: Session, ctx: PaymentContext, refund: Refund) -> bool:
+    """A refund WeChat never acknowledged is sent again (repaired once WeChat has it: its
+    outcome follows by notification or the next run); an acknowledged one is asked about."""
     if refund.refund_id is None:
-        return submit_refund(session, ctx, refund).status != RefundStatus.PROCESSING
+        return submit_refund(session, ctx, refund).refund_id is not None
     return apply_refund_result(session, ctx, ctx.pay.query_refund(refund.out_refund_no))
 
 
