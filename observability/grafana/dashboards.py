@@ -4,9 +4,10 @@
 
 Grafana loads the JSON through provisioning/dashboards/minishop.yml, from the Prometheus data
 source of provisioning/datasources/prometheus.yml (uid `prometheus`). Panels read the recording
-rules of ../prometheus/rules/recording.yml where one exists, raw metrics (docs/logging.md,
-docs/payments.md) otherwise. A counter that only exists once something happened (a refused
-notification, a stock-out) is written `... or vector(0)`, so its panel shows 0, not "no data".
+rules of helm/minishop/files/prometheus-rules/recording.yml where one exists, raw metrics
+(docs/logging.md, docs/payments.md) otherwise. A counter that only exists once something
+happened (a refused notification, a stock-out) is written `... or vector(0)`, so its panel shows
+0, not "no data".
 backend/tests/platform/test_observability_stack.py asks a real Prometheus every query here under
 load, and checks that the committed JSON is what this file writes.
 """
@@ -230,7 +231,8 @@ def slo() -> Dashboard:
         "minishop-slo",
         "MiniShop / SLOs",
         "Availability 99.9 % (no 5xx) and latency 99 % within 1 s, over 30 days; burn rate 1 "
-        "spends the budget in exactly 30 days (../prometheus/rules/recording.yml).",
+        "spends the budget in exactly 30 days "
+        "(helm/minishop/files/prometheus-rules/recording.yml).",
         [
             stat("Availability error budget left (30 days)", "percentunit", budget_left),
             stat(

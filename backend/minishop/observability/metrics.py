@@ -221,7 +221,7 @@ class WorkerProcessCollector(Collector):
     /proc instead. Outside gunicorn it describes the current process.
 
     It also reports the memory one worker may use, which the WorkerMemoryHigh alert compares
-    each worker's RSS with (observability/prometheus/rules/alerts.yml).
+    each worker's RSS with (helm/minishop/files/prometheus-rules/alerts.yml).
     """
 
     def __init__(self) -> None:

@@ -5,6 +5,7 @@
         prometheus.query("namespace_job:http_requests:rate5m")
 
 What differs from production, and nothing else: a temporary copy of observability/prometheus/
+(with the rules of helm/minishop/files/prometheus-rules/ beside it)
 scrapes and evaluates every second, leaves out the `minishop-kubernetes` job (Debian's
 Prometheus is built without Kubernetes discovery), scrapes the app under test as its
 `minishop-local` target, alerts the Alertmanager under test, and `alert_for` shortens the `for:`
@@ -28,6 +29,8 @@ from tests.platform.processes import HTTP, free_port, serving
 
 REPO_ROOT = Path(__file__).resolve().parents[3]
 PROMETHEUS_DIR = REPO_ROOT / "observability" / "prometheus"
+# The rule files prometheus.yml loads: their one copy is in the Helm chart.
+RULES_DIR = REPO_ROOT / "helm" / "minishop" / "files" / "prometheus-rules"
 LOCAL_JOB = "minishop-local"
 KUBERNETES_JOB = "minishop-kubernetes"
 TEST_INTERVAL = "1s"
@@ -50,8 +53,10 @@ def prepare_config(
 ) -> Path:
     """A copy of observability/prometheus/ in `folder`, changed as the module docstring says."""
     shutil.copytree(PROMETHEUS_DIR, folder, ignore=shutil.ignore_patterns("tests"))
+    shutil.copytree(RULES_DIR, folder / "rules")
     config_path = folder / "prometheus.yml"
     config = without_kubernetes(yaml.safe_load(config_path.read_text()))
+    config["rule_files"] = ["rules/*.yml"]
     config["global"] |= {
         "scrape_interval": interval,
         "scrape_timeout": interval,

@@ -25,12 +25,12 @@ from prometheus_client.utils import floatToGoString
 
 from minishop.observability import metrics
 from tests.ci import binary, require_binaries, unavailable
-from tests.platform.prometheus_server import without_kubernetes
+from tests.platform.prometheus_server import RULES_DIR, without_kubernetes
 
 ROOT = Path(__file__).resolve().parents[3]
 PROMETHEUS_DIR = ROOT / "observability" / "prometheus"
 CONFIG = PROMETHEUS_DIR / "prometheus.yml"
-RULE_FILES = sorted((PROMETHEUS_DIR / "rules").glob("*.yml"))
+RULE_FILES = sorted(RULES_DIR.glob("*.yml"))
 TEST_FILES = sorted((PROMETHEUS_DIR / "tests").glob("*.yml"))
 RUNBOOKS = ROOT / "observability" / "runbooks"
 RUNBOOK_PREFIX = "https://github.com/minishop/minishop/blob/main/observability/runbooks/"
@@ -48,7 +48,7 @@ PROMQL_WORDS = {"and", "or", "unless", "bool", "offset", "group_left", "group_ri
 
 @dataclass(frozen=True)
 class Rule:
-    """One rule of rules/*.yml: `name` is the alert or the recorded series."""
+    """One rule of the rule files: `name` is the alert or the recorded series."""
 
     name: str
     alert: bool
@@ -110,7 +110,7 @@ def test_debian_promtool_accepts_the_config_without_the_kubernetes_job(tmp_path:
     require_binaries("promtool")
     config = yaml.safe_load(CONFIG.read_text())
     local = tmp_path / "prometheus.yml"
-    rules = str(PROMETHEUS_DIR / "rules" / "*.yml")
+    rules = str(RULES_DIR / "*.yml")
     local.write_text(yaml.safe_dump(without_kubernetes(config) | {"rule_files": [rules]}))
     result = promtool("check", "config", str(local))
     assert_succeeds(result)
