@@ -12,10 +12,10 @@ import os
 from collections.abc import Mapping
 from typing import Any, ClassVar, Literal
 
-from pydantic import Field, ValidationError
+from pydantic import Field, ValidationError, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from minishop import sqlite_limits
+from minishop import redis_client, sqlite_limits
 
 AppEnv = Literal["development", "testing", "production"]
 TracingBackend = Literal["otel", "skywalking", "none"]
@@ -105,6 +105,8 @@ class Settings(BaseSettings):
     DB_POOL_RECYCLE_SECONDS: int = 1800
     DB_CONNECT_TIMEOUT_SECONDS: int = 3
 
+    # redis://, rediss:// (TLS) or redis+sentinel://host:port,host:port/<master>[/<db>]
+    # (minishop/redis_client.py); it also stores the rate limits unless RATELIMIT_STORAGE_URI.
     REDIS_URL: str | None = None
     REDIS_TIMEOUT_SECONDS: float = 1.0
     # Without REDIS_URL, the cache, nonces, locks and rate-limit counters live in this SQLite file,
@@ -223,6 +225,14 @@ class Settings(BaseSettings):
         """Reasons this configuration must not serve traffic; empty when it may."""
         return []
 
+    @field_validator("REDIS_URL", "RATELIMIT_STORAGE_URI")
+    @classmethod
+    def _sentinel_url_parses(cls, value: str | None) -> str | None:
+        """A misspelt Sentinel URL stops the start with its reason, not the first request."""
+        if value and value.startswith(f"{redis_client.SENTINEL_SCHEME}://"):
+            redis_client.SentinelUrl.parse(value)
+        return value
+
     def embedded_store_path(self, instance_path: str) -> str:
         return os.path.join(instance_path, self.EMBEDDED_STORE_PATH)
 
@@ -261,12 +271,9 @@ class Settings(BaseSettings):
             or sqlite_limits.storage_uri(self.embedded_store_path(instance_path))
         )
         options = dict(self.RATELIMIT_PASSTHROUGH.get("RATELIMIT_STORAGE_OPTIONS") or {})
-        if uri.startswith(("redis://", "rediss://")):
-            timeouts = {
-                "socket_timeout": self.REDIS_TIMEOUT_SECONDS,
-                "socket_connect_timeout": self.REDIS_TIMEOUT_SECONDS,
-            }
-            options = timeouts | options
+        if redis_client.is_redis_url(uri):
+            uri, ours = redis_client.limiter_storage(uri, self.REDIS_TIMEOUT_SECONDS)
+            options = ours | options
         return {"RATELIMIT_STORAGE_URI": uri, "RATELIMIT_STORAGE_OPTIONS": options}
 
 

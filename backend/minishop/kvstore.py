@@ -31,6 +31,8 @@ from typing import IO, Any, Protocol
 import redis
 import redis.exceptions
 
+from minishop.redis_client import client_for
+
 RELEASE_IF_OWNER = """
 if redis.call('get', KEYS[1]) == ARGV[1] then
     return redis.call('del', KEYS[1])
@@ -300,13 +302,8 @@ class SQLiteStore:
 def store_for(
     redis_url: str | None, timeout_seconds: float, key_prefix: str, embedded_path: str
 ) -> KeyValueStore:
-    """Redis when REDIS_URL is set, else the SQLite file at `embedded_path`."""
+    """Redis when REDIS_URL is set (one server, TLS or Sentinel: minishop/redis_client.py), else
+    the SQLite file at `embedded_path`."""
     if not redis_url:
         return SQLiteStore(embedded_path)
-    client = redis.Redis.from_url(
-        redis_url,
-        decode_responses=True,
-        socket_timeout=timeout_seconds,
-        socket_connect_timeout=timeout_seconds,
-    )
-    return RedisStore(client, key_prefix)
+    return RedisStore(client_for(redis_url, timeout_seconds), key_prefix)
