@@ -30,6 +30,8 @@ class JenkinsfileTest extends BasePipelineTest {
     Map<String, List> whens = [:]
     /** Per stage: the `input` message asked before it runs. */
     Map<String, String> inputs = [:]
+    /** Stages whose `when` is evaluated before their `input` (beforeInput true). */
+    List<String> whenBeforeInput = []
     /** Credential ids bound around steps, per stage. */
     Map<String, List<String>> credentials = [:]
 
@@ -82,6 +84,9 @@ class JenkinsfileTest extends BasePipelineTest {
             conditions = null
         })
         helper.registerAllowedMethod('beforeAgent', [Boolean], { })
+        helper.registerAllowedMethod('beforeInput', [Boolean], { Boolean before ->
+            if (before) { whenBeforeInput << stage }
+        })
         helper.registerAllowedMethod('branch', [String], { String name -> conditions << ['branch', name] })
         helper.registerAllowedMethod('expression', [Closure], { Closure c -> conditions << ['expression', c] })
         helper.registerAllowedMethod('anyOf', [Closure], { Closure body ->
@@ -214,6 +219,8 @@ class JenkinsfileTest extends BasePipelineTest {
         runOn('main')
         assertThat(inputs.keySet()).containsExactly('Deploy Prod')
         assertThat(whens['Deploy Prod']).containsExactly(['branch', 'main'])
+        // Otherwise Jenkins would ask on every branch and only then skip the stage.
+        assertThat(whenBeforeInput).containsExactly('Deploy Prod')
     }
 
     @Test
