@@ -27,6 +27,14 @@ test_deps=(
   prometheus-alertmanager prometheus-alertmanager
   amtool prometheus-alertmanager
 )
+# The tests that run the CI configurations for real: ci/jenkins-test with Maven (its JDK comes
+# along), and gitlab-ci-local (tools/ci-lint) on a copy of the repository.
+ci_config_deps=(
+  mvn maven
+  npm npm
+  git git
+  rsync rsync
+)
 bench_deps=(
   "${test_deps[@]}" # make loadtest / make bench start the same servers the tests use
   wrk wrk           # the load generator of make bench
@@ -44,10 +52,10 @@ lint_deps=(
 [[ ${1:-} == --check-or-install ]] && shift
 purpose=${1:-}
 case $purpose in
-  test) deps=("${test_deps[@]}") ;;
+  test) deps=("${test_deps[@]}" "${ci_config_deps[@]}") ;;
   lint) deps=("${lint_deps[@]}") ;;
   bench) deps=("${bench_deps[@]}") ;;
-  all) deps=("${bench_deps[@]}" "${lint_deps[@]}") ;;
+  all) deps=("${bench_deps[@]}" "${ci_config_deps[@]}" "${lint_deps[@]}") ;;
   *)
     echo "usage: $0 [--check-or-install] test|lint|bench|all" >&2
     exit 2
@@ -79,7 +87,7 @@ if [[ $purpose == test || $purpose == all ]]; then
   pipelines/build-promtool-kubernetes.sh
 fi
 
-if [[ $purpose == lint || $purpose == all ]]; then
+if [[ $purpose == lint || $purpose == test || $purpose == all ]]; then
   # `npm ci` starts by deleting node_modules, so run it only when the lock is newer than the install.
   if [[ ! tools/ci-lint/node_modules/.package-lock.json -nt tools/ci-lint/package-lock.json ]]; then
     (cd tools/ci-lint && npm ci --no-audit --no-fund)

@@ -8,7 +8,7 @@ pipelines/install-system-deps.sh --check-or-install lint
 make -s dev-deps
 
 venv=$PWD/.venv/bin
-# tools/ci-lint pins gitlab-ci-local and the Node.js it runs on.
+# tools/ci-lint pins gitlab-ci-local, npm-groovy-lint and the Node.js they run on.
 PATH=$PWD/tools/ci-lint/node_modules/.bin:$PATH
 # groovy looks for Java only in JAVA_HOME (default /usr/lib/jvm/default-java, absent when the JRE
 # did not come from default-jre-headless), so point it at the java on PATH.
@@ -61,6 +61,8 @@ check "docker-compose config (OpenTelemetry overlay)" docker-compose -f docker-c
 check "docker-compose config (SkyWalking overlay)" docker-compose -f docker-compose.yml \
   -f observability/skywalking/docker-compose.skywalking.yml config -q
 check "Jenkinsfile parse" parse_jenkinsfile
+# CodeNarc's Jenkinsfile rules; --noserver, since a server-mode run leaves a Java process behind.
+check "Jenkinsfile lint" npm-groovy-lint --noserver --failon warning Jenkinsfile
 
 if ((${#failed[@]})); then
   printf 'lint: FAILED: %s\n' "${failed[@]}"

@@ -10,6 +10,7 @@ make -s dev-deps
 mkdir -p reports
 pipelines/build-jaeger.sh # Jaeger and the Collector for tests/platform/test_traces.py (cached)
 pipelines/build-helm.sh # helm for tests/platform/test_helm.py (cached)
+pipelines/build-jenkins-test.sh # Maven deps of tests/platform/test_jenkinsfile.py (cached in ~/.m2)
 
 # The WeChat emulator's own suite first: the backend's tests trust it as their WeChat.
 .venv/bin/pytest tools/wechat_emulator/tests --junitxml=reports/junit-emulator.xml -q

@@ -30,6 +30,12 @@ PACKAGES = {
     "promtool": "prometheus",
     "prometheus-alertmanager": "prometheus-alertmanager",
     "amtool": "prometheus-alertmanager",
+    "mvn": "maven",
+    "git": "git",
+    "rsync": "rsync",
+    "shellcheck": "shellcheck",
+    "docker-compose": "docker-compose",
+    "groovy": "groovy",
 }
 
 # Server binaries live in /usr/sbin, which is not on every user's PATH.
