@@ -10,7 +10,7 @@
 #                                      unset, the image is only built and tagged locally
 #   REGISTRY_USER, REGISTRY_PASSWORD   when both are set (with REGISTRY), docker login runs first
 #   CI_COMMIT_SHA (GitLab) or GIT_COMMIT (Jenkins); else `git rev-parse HEAD`
-#   CI_COMMIT_BRANCH (GitLab) or BRANCH_NAME (Jenkins); else the checked-out branch
+#   CI_COMMIT_BRANCH or CI_COMMIT_REF_NAME (GitLab), BRANCH_NAME (Jenkins); else the checked-out branch
 # Tags: <commit sha>, <branch> made a valid tag (lowercase, [a-z0-9_.-], at most 128 characters,
 # e.g. feature/Pay#2 -> feature-pay-2), and latest on main.
 set -euo pipefail
@@ -34,7 +34,7 @@ branch_tag() {
 }
 
 commit=${CI_COMMIT_SHA:-${GIT_COMMIT:-$(git rev-parse HEAD)}}
-branch=${CI_COMMIT_BRANCH:-${BRANCH_NAME:-$(git rev-parse --abbrev-ref HEAD)}}
+branch=${CI_COMMIT_BRANCH:-${CI_COMMIT_REF_NAME:-${BRANCH_NAME:-$(git rev-parse --abbrev-ref HEAD)}}}
 registry=${REGISTRY:-}
 registry=${registry%/}
 repo=${IMAGE:-minishop/backend}

@@ -19,7 +19,13 @@ SCRIPT = REPO_ROOT / "pipelines" / "build-image.sh"
 # Docker's tag grammar (distribution/reference): a word character first, at most 128.
 TAG = re.compile(r"[\w][\w.-]{0,127}")
 COMMIT = "3f2a9c1e0b7d4f6a8c5e2d1b0a9f8e7d6c5b4a39"
-CI_VARIABLES = ("CI_COMMIT_SHA", "GIT_COMMIT", "CI_COMMIT_BRANCH", "BRANCH_NAME")
+CI_VARIABLES = (
+    "CI_COMMIT_SHA",
+    "GIT_COMMIT",
+    "CI_COMMIT_BRANCH",
+    "CI_COMMIT_REF_NAME",
+    "BRANCH_NAME",
+)
 REGISTRY_VARIABLES = ("REGISTRY", "REGISTRY_USER", "REGISTRY_PASSWORD", "IMAGE")
 
 
