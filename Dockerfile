@@ -43,6 +43,15 @@ ENV PATH=/opt/venv/bin:$PATH \
     APP_ENV=production
 
 COPY --from=builder /opt/venv /opt/venv
+# The folders the app writes to, owned by the service user (the rest of the image is not):
+# Flask's instance folder of the installed package, /opt/venv/var/minishop-instance (the default
+# UPLOAD_DIR is its uploads/, and the embedded store without Redis), and the places the Helm chart
+# and docker-compose mount volumes at: UPLOAD_DIR and PROMETHEUS_MULTIPROC_DIR.
+RUN install -d -o 10001 -g 10001 -m 0750 \
+        /opt/venv/var/minishop-instance \
+        /opt/venv/var/minishop-instance/uploads \
+        /var/lib/minishop/uploads \
+        /var/run/minishop/metrics
 WORKDIR /app
 # Owned by root and read-only for the service user: the code cannot be changed at run time.
 COPY backend/gunicorn.conf.py ./

@@ -48,6 +48,9 @@ check "ruff (loadtest)" in_backend "$venv/ruff" check ../loadtest
 check "ruff format (loadtest)" in_backend "$venv/ruff" format --check ../loadtest
 check "ruff (observability)" in_backend "$venv/ruff" check ../observability ../tools/observability_up.py
 check "ruff format (observability)" in_backend "$venv/ruff" format --check ../observability ../tools/observability_up.py
+check "ruff (api smoke)" in_backend "$venv/ruff" check ../tools/api_smoke.py
+check "ruff format (api smoke)" in_backend "$venv/ruff" format --check ../tools/api_smoke.py
+check "mypy (api smoke)" in_backend "$venv/mypy" --strict ../tools/api_smoke.py
 check "mypy (dashboards)" "$venv/mypy" --strict --ignore-missing-imports observability/grafana/dashboards.py
 check "shellcheck" shellcheck "${shell_files[@]}" .ci/run
 check "hadolint" "$venv/hadolint" Dockerfile
