@@ -14,7 +14,7 @@ import subprocess
 from pathlib import Path
 from typing import Any
 
-from minishop.config import TestingSettings
+from minishop.config import TestingSettings as AppSettings
 from tests.ci import binary, require_binaries
 from tests.conftest import gunicorn_server
 from wechat_emulator.testing import EmulatorProcess
@@ -28,7 +28,7 @@ ORDER_LIMIT = 3
 
 
 def test_node_suite_passes_against_the_backend(
-    settings: TestingSettings,
+    settings: AppSettings,
     catalog: dict[str, Any],
     emulator_process: EmulatorProcess,
     tmp_path: Path,
