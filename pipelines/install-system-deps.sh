@@ -18,7 +18,7 @@ test_deps=(
   mariadbd-safe mariadb-server
   mariadb-admin mariadb-client
   redis-server redis-server
-  node nodejs       # runs the mini-program's signing snippet (docs/request-signature.js) in a test
+  node nodejs       # runs the mini-program client's tests (clients/miniprogram)
   chromium chromium # renders the API reference page (/docs) in a test
   # observability/: promtool and amtool check the configs and run the rule tests; the servers
   # run in the end-to-end alert test.

@@ -1,4 +1,4 @@
-"""The mini-program's JavaScript signer (docs/request-signature.js) agrees with the server.
+"""The mini-program client's JavaScript signer (clients/miniprogram/) agrees with the server.
 
 It runs under Node on the shared vectors, then on extra cases the Python helper signs
 (non-ASCII and reserved characters, repeated names, astral code points): any drift between the
@@ -15,7 +15,7 @@ from minishop.security import signature
 from tests.ci import binary, require_binaries
 from tests.security.test_signature import VECTORS, python_signing
 
-SNIPPET = Path(__file__).resolve().parents[3] / "docs/request-signature.js"
+SNIPPET = Path(__file__).resolve().parents[3] / "clients/miniprogram/request-signature.js"
 HARNESS = """
 const signer = require(process.argv[1])
 const input = JSON.parse(require('fs').readFileSync(0, 'utf8'))

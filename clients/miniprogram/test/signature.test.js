@@ -8,13 +8,6 @@ const { canonicalQuery, stringToSign, sign, signedHeaders } = require('../reques
 const DOCS = path.resolve(__dirname, '../../../docs')
 const vectors = JSON.parse(fs.readFileSync(path.join(DOCS, 'request-signature-vectors.json'), 'utf8'))
 
-test('the bundled signer is the documented one (they cannot drift apart)', () => {
-  assert.equal(
-    fs.readFileSync(path.resolve(__dirname, '../request-signature.js'), 'utf8'),
-    fs.readFileSync(path.join(DOCS, 'request-signature.js'), 'utf8'),
-  )
-})
-
 for (const vector of vectors.cases) {
   test(`vector ${vector.method} ${vector.path}?${vector.query}`, () => {
     assert.equal(canonicalQuery(vector.query), vector.expected.canonical_query)
