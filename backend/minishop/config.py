@@ -170,9 +170,11 @@ class Settings(BaseSettings):
     # Declared here: what our code reads and where our default differs from Flask-Limiter's.
     # Every other RATELIMIT_* variable passes through to Flask-Limiter as it is (see its docs).
     RATELIMIT_STORAGE_URI: str | None = None
-    RATELIMIT_STRATEGY: Literal["moving-window", "fixed-window", "sliding-window-counter"] = (
-        "moving-window"
-    )
+    # batched-fixed-window (minishop/security/batched_limits.py): no round trip per request for
+    # limits of 100+ per window, within a stated tolerance; smaller limits stay exact.
+    RATELIMIT_STRATEGY: Literal[
+        "batched-fixed-window", "moving-window", "fixed-window", "sliding-window-counter"
+    ] = "batched-fixed-window"
     RATELIMIT_DEFAULT: str = "300 per minute"
     RATELIMIT_KEY_PREFIX: str = "minishop"
     RATELIMIT_SWALLOW_ERRORS: bool = True

@@ -1,4 +1,4 @@
-"""Rate limits: Flask-Limiter, a moving window every worker shares (Redis or the embedded store).
+"""Rate limits: Flask-Limiter, counts every worker shares (Redis or the embedded store).
 
 - `RATELIMIT_DEFAULT` applies to every endpoint, per client IP (the address `TRUSTED_PROXY_COUNT`
   proxies reported, through werkzeug's ProxyFix; `X-Forwarded-For` is never read blindly).
@@ -11,6 +11,17 @@ keys need the caller) and before the signature and body checks, so even a malfor
 counts. Over a limit: 429/42900 with `Retry-After` and `X-RateLimit-*` (on other responses only
 with RATELIMIT_HEADERS_ENABLED, which costs a Redis round trip each). When Redis is down the
 limiter lets requests through (`RATELIMIT_SWALLOW_ERRORS`, default on) and logs each failure.
+
+Strategy (`RATELIMIT_STRATEGY`, default `batched-fixed-window`, batched_limits.py): a limit under
+100 per window (login 10/min, orders 30/min, uploads 20/min) is an exact moving window, one
+round trip per request as before. A larger one (the default 300/min) is a fixed window that each
+worker counts locally and adds to the shared counter in batches of B = floor(1 % of the limit)
+hits, or every 0.1 s: no round trip for most requests. Tolerance: a window accepts at most
+`limit + workers x (B - 1)` requests (300/min with 4 workers: at most 308); a refused request
+still says so with `Retry-After` and `X-RateLimit-*`. The fixed window restarts
+a minute after its first hit, so across a window's end a client may get up to twice the limit
+within one minute, as with Flask-Limiter's `fixed-window`; `moving-window` has no such edge,
+at a round trip per request.
 
 The limiter is built per app by `build_limiter` (extensions.py calls it in create_app).
 """
@@ -26,12 +37,17 @@ from typing import TypeVar
 
 from flask import Flask, Response, current_app, g, request
 from flask_limiter import Limit, Limiter, RequestLimit
+from limits.strategies import STRATEGIES
 
 from minishop.config import Settings
 from minishop.domain.auth import Principal
 from minishop.observability import metrics
+from minishop.security import batched_limits
 
 View = TypeVar("View", bound=Callable[..., object])
+
+# Flask-Limiter looks its RATELIMIT_STRATEGY up in this table when an app starts.
+STRATEGIES[batched_limits.NAME] = batched_limits.BatchedRateLimiter  # type: ignore[assignment]
 
 log = logging.getLogger(__name__)
 

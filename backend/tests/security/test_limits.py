@@ -6,15 +6,19 @@ import logging
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
+from functools import partial
 from typing import Any
 
 import port_for
 import pytest
 import requests
+from limits import RateLimitItem, parse
+from limits.storage import storage_from_string
 from prometheus_client import REGISTRY
 
 from minishop import config, create_app, extensions
-from tests.conftest import ClientWith, gunicorn_server
+from minishop.security import batched_limits
+from tests.conftest import ClientWith, embedded_settings, gunicorn_server
 from tests.test_errors import assert_envelope
 from tests.uploads import image_bytes, upload
 
@@ -113,8 +117,19 @@ def test_the_limiter_fails_open_and_logs_when_redis_is_down(
 
 def test_the_limiter_can_fail_closed(client_with: ClientWith) -> None:
     dead = f"redis://127.0.0.1:{port_for.select_random()}/0"
-    client = client_with(RATELIMIT_STORAGE_URI=dead, RATELIMIT_SWALLOW_ERRORS=False)
+    client = client_with(
+        RATELIMIT_DEFAULT="10 per minute",  # exact: batched limits find out at their first flush
+        RATELIMIT_STORAGE_URI=dead,
+        RATELIMIT_SWALLOW_ERRORS=False,
+    )
     assert_envelope(client.get(CATEGORIES), 503, 50300)
+
+
+def test_a_batched_limit_fails_open_when_redis_is_down(client_with: ClientWith) -> None:
+    dead = f"redis://127.0.0.1:{port_for.select_random()}/0"
+    client = client_with(RATELIMIT_DEFAULT="300 per minute", RATELIMIT_STORAGE_URI=dead)
+    for _ in range(10):  # B = 3: local hits, then flushes that fail
+        assert_envelope(client.get(CATEGORIES), 200, 0)
 
 
 def test_flask_limiter_settings_pass_through_from_the_environment(
@@ -192,3 +207,52 @@ def test_a_client_with_its_own_proxy_header_is_still_one_client(
         for i in range(11)
     ]
     assert statuses == [200] * 10 + [429]
+
+
+@pytest.mark.parametrize("store", ["redis", "embedded"])
+def test_a_large_limit_holds_within_its_tolerance_across_gunicorn_workers(
+    settings: config.TestingSettings, tmp_path: Any, store: str
+) -> None:
+    """200/minute, B = 2: 400 concurrent requests through 4 workers accept 200 to 204."""
+    limit, workers, fired = 200, 4, 400
+    own = settings if store == "redis" else embedded_settings(settings, tmp_path)
+    with gunicorn_server(
+        own,
+        tmp_path,
+        WEB_CONCURRENCY=str(workers),
+        RATELIMIT_DEFAULT=f"{limit} per minute",
+        RATELIMIT_KEY_PREFIX=f"batched-{store}-{time.time_ns()}",
+    ) as base_url:
+        requests.get(f"{base_url}/healthz", timeout=5)
+        url = f"{base_url}{CATEGORIES}"
+        with ThreadPoolExecutor(max_workers=16) as pool:
+            responses = list(pool.map(lambda _: requests.get(url, timeout=30), range(fired)))
+    statuses = [r.status_code for r in responses]
+    accepted = statuses.count(200)
+    assert limit <= accepted <= limit + batched_limits.tolerance(limit, workers), accepted
+    assert statuses.count(429) == fired - accepted
+    refused = next(r for r in responses if r.status_code == 429)
+    assert refused.json()["code"] == 42900
+    assert refused.headers["X-RateLimit-Limit"] == str(limit)
+    assert refused.headers["X-RateLimit-Remaining"] == "0"
+    assert 1 <= int(refused.headers["Retry-After"]) <= 60
+
+
+def test_batched_counts_stay_within_the_tolerance_under_contention() -> None:
+    """Four workers' limiters on one store, 16 threads: never under the limit, never past it by
+    more than workers x (B - 1); a limit under 100 stays exact."""
+    storage = storage_from_string("memory://")
+    limiters = [batched_limits.BatchedRateLimiter(storage) for _ in range(4)]
+
+    def hit(limit: RateLimitItem, i: int) -> bool:
+        return limiters[i % 4].hit(limit, "ip", "/")
+
+    for text, low, high in (("1000/minute", 1000, 1036), ("50/minute", 50, 50)):
+        limit = parse(text)
+        with ThreadPoolExecutor(16) as pool:
+            allowed = list(pool.map(partial(hit, limit), range(3000)))
+        assert low <= allowed.count(True) <= high, (text, allowed.count(True))
+        assert batched_limits.tolerance(limit.amount, 4) == high - low
+    for limiter in limiters:
+        limiter.flush_pending()
+    assert storage.get(parse("1000/minute").key_for("ip", "/")) == 3000  # refused hits count
