@@ -61,6 +61,7 @@ preload_app = False
 errorlog = "-"
 accesslog = None
 loglevel = os.environ.get("LOG_LEVEL", "info").lower()
+logger_class = logs.GunicornLogger
 logconfig_dict = logs.gunicorn_logconfig(
     loglevel,
     service=os.environ.get("SERVICE_NAME", Settings.model_fields["SERVICE_NAME"].default),

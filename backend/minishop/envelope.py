@@ -4,10 +4,16 @@ from __future__ import annotations
 
 from typing import Any, Generic, TypeVar
 
-from flask import Response, g, jsonify
+import orjson
+from flask import Response, current_app, g
+from flask.json.provider import DefaultJSONProvider
 from pydantic import BaseModel, Field
 
 T = TypeVar("T")
+
+# What Flask's jsonify does here (keys in their order, create_app says so; dates through Flask's
+# `default`), by orjson: the envelope is encoded on every request, in a fraction of json's time.
+ORJSON_OPTIONS = orjson.OPT_NON_STR_KEYS | orjson.OPT_PASSTHROUGH_DATETIME
 
 
 class Envelope(BaseModel, Generic[T]):
@@ -46,14 +52,19 @@ def envelope(data: Any, *, code: int, message: str, request_id: str) -> dict[str
     return {"code": code, "message": message, "data": data, "request_id": request_id}
 
 
+def encode(document: Any) -> bytes:
+    """`document` as jsonify would write it (a trailing newline too)."""
+    encoded = orjson.dumps(document, default=DefaultJSONProvider.default, option=ORJSON_OPTIONS)
+    return encoded + b"\n"
+
+
 def envelope_response(
     data: Any = None, *, code: int = 0, message: str = "ok", status: int = 200
 ) -> Response:
     if isinstance(data, BaseModel):
         data = data.model_dump(mode="json")
-    response = jsonify(envelope(data, code=code, message=message, request_id=current_request_id()))
-    response.status_code = status
-    return response
+    body = encode(envelope(data, code=code, message=message, request_id=current_request_id()))
+    return current_app.response_class(body, status=status, mimetype="application/json")
 
 
 def ok(data: Any = None, status: int = 200) -> Response:

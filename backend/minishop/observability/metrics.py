@@ -189,11 +189,24 @@ def request_route() -> str | None:
     return rule.rule if rule is not None else None
 
 
+# The children of HTTP_REQUESTS and HTTP_DURATION per (method, route, status): `.labels()` takes
+# a lock and validates the labels on every call, and the set is bounded (see the docstring).
+_http_children: dict[tuple[str, str | None, int], tuple[Counter, Histogram]] = {}
+
+
 def observe_request(method: str, route: str | None, status: int, seconds: float) -> None:
-    method = method if method in METHODS else "OTHER"
-    route = route or UNMATCHED_ROUTE
-    HTTP_REQUESTS.labels(method, route, str(status)).inc()
-    HTTP_DURATION.labels(method, route).observe(seconds)
+    children = _http_children.get((method, route, status))
+    if children is None:
+        label_method = method if method in METHODS else "OTHER"
+        label_route = route or UNMATCHED_ROUTE
+        children = (
+            HTTP_REQUESTS.labels(label_method, label_route, str(status)),
+            HTTP_DURATION.labels(label_method, label_route),
+        )
+        if method in METHODS:  # an odd method is an attacker's choice: not a key to keep
+            _http_children[(method, route, status)] = children
+    children[0].inc()
+    children[1].observe(seconds)
 
 
 @contextmanager

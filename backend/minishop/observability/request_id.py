@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
+import os
 import re
-import uuid
 
 from flask import Flask, Response, g, request
 
@@ -11,9 +11,14 @@ HEADER = "X-Request-ID"
 SANE_REQUEST_ID = re.compile(r"[A-Za-z0-9._:-]{8,128}")
 
 
+def new_request_id() -> str:
+    """32 random hex digits, as uuid4().hex looked, without building a UUID per request."""
+    return os.urandom(16).hex()
+
+
 def request_id_from(sent: str | None) -> str:
     """The id the client sent when it is sane, else a new one (gunicorn's refusals use it too)."""
-    return sent if sent and SANE_REQUEST_ID.fullmatch(sent) else uuid.uuid4().hex
+    return sent if sent and SANE_REQUEST_ID.fullmatch(sent) else new_request_id()
 
 
 def _assign_request_id() -> None:
@@ -21,7 +26,7 @@ def _assign_request_id() -> None:
 
 
 def _echo_request_id(response: Response) -> Response:
-    response.headers[HEADER] = g.get("request_id") or uuid.uuid4().hex
+    response.headers[HEADER] = g.get("request_id") or new_request_id()
     return response
 
 
