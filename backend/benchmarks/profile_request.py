@@ -10,12 +10,15 @@ the request pipeline (inclusive) and the hottest functions (self). The summary o
 in docs/performance/profile-request.md.
 
     cd backend && ../.venv/bin/python benchmarks/profile_request.py [--seconds 15]
+
+PROFILE_KEEP_DIR=<dir> keeps py-spy's collapsed stacks there (speedscope / flamegraph.pl input).
 """
 
 from __future__ import annotations
 
 import argparse
 import collections
+import os
 import subprocess
 import sys
 import tempfile
@@ -32,6 +35,7 @@ from bench import BENCH_ENV  # type: ignore[import-not-found]  # noqa: E402
 from stack import LocalStack, Server  # type: ignore[import-not-found]  # noqa: E402
 
 PY_SPY = Path(sys.executable).parent / "py-spy"
+KEEP_DIR = Path(os.environ["PROFILE_KEEP_DIR"]) if os.environ.get("PROFILE_KEEP_DIR") else None
 # Stages of the pipeline: a sample counts towards a stage when one of its frames matches.
 STAGES = {
     "gunicorn: accept, parse, write": ("gunicorn/",),
@@ -95,6 +99,8 @@ def profile(name: str, server: Server, path: str, seconds: int) -> None:
         cpu = worker_cpu(server) - cpu_before
         spy.wait()
         stacks = Path(raw.name).read_text().splitlines()
+    if KEEP_DIR:
+        (KEEP_DIR / f"{name.replace(' ', '-')}.txt").write_text("\n".join(stacks))
     requests_done = result["rps"] * elapsed
     print(f"\n## {name}: {path}")
     print(f"wrk: {result['rps']:.0f} req/s; worker CPU {cpu / requests_done * 1e6:.0f} µs/request")

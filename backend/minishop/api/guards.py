@@ -72,7 +72,11 @@ def requirements(app: Flask, endpoint: str) -> Requirements:
 
 
 def _current_requirements() -> Requirements:
-    return requirements(current_app, request.endpoint or "")
+    """Looked up once per request (both hooks ask), kept on `g`."""
+    required: Requirements | None = g.get("requirements")
+    if required is None:
+        required = g.requirements = requirements(current_app, request.endpoint or "")
+    return required
 
 
 def _bearer_token() -> str:

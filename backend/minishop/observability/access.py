@@ -18,7 +18,7 @@ from minishop.observability.log_context import clear_log_fields
 from minishop.observability.logs import ACCESS_LOGGER
 
 access_log = logging.getLogger(ACCESS_LOGGER)
-REQUEST_SCOPED = ("principal", "trace_ids")
+REQUEST_SCOPED = ("principal", "trace_ids", "requirements")
 
 
 class RequestRecorder:
