@@ -5,12 +5,15 @@ from __future__ import annotations
 import contextvars
 import logging
 from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
+import requests
 from flask import Response
 from flask.testing import FlaskClient
 from flask_openapi3 import APIBlueprint
+from gunicorn.config import Config
 
 from minishop import create_app
 from minishop.config import Settings
@@ -20,9 +23,10 @@ from minishop.observability.logs import (
     BUSINESS_FIELDS,
     OPTIONAL_FIELDS,
     SCHEMA_FIELDS,
+    GunicornLogger,
     scrub,
 )
-from tests.conftest import bearer
+from tests.conftest import bearer, gunicorn_server
 from tests.observability.logcheck import (
     access_lines,
     assert_absent,
@@ -227,3 +231,32 @@ def test_outside_a_request_fields_bind_to_the_context(captured: Capture) -> None
 )
 def test_scrub_removes_secrets_and_masks_phones(text: str, scrubbed: str) -> None:
     assert scrubbed in scrub(text)
+
+
+def test_gunicorn_builds_no_access_line_of_its_own() -> None:
+    """Even with an access log configured, gunicorn's logger builds no line (the app writes it);
+    gunicorn's own would read the response's status from these arguments and fail."""
+    config = Config()
+    config.set("accesslog", "-")
+    logger = GunicornLogger(config)
+    try:
+        assert logger.access_log_enabled is False
+        logger.access(None, None, {}, None)
+    finally:
+        for handler in list(logger.access_log.handlers):
+            logger.access_log.removeHandler(handler)
+
+
+def test_gunicorn_workers_write_one_access_line_per_request_in_the_schema(
+    settings: Settings, tmp_path: Path
+) -> None:
+    with gunicorn_server(settings, tmp_path, WEB_CONCURRENCY="2", LOG_LEVEL="INFO") as base_url:
+        for _ in range(3):
+            assert requests.get(f"{base_url}/api/v1/categories", timeout=10).status_code == 200
+    lines = parse_lines((tmp_path / "gunicorn.log").read_text())
+    requests_logged = [
+        line for line in access_lines(lines) if line["route"] == "/api/v1/categories"
+    ]
+    assert [line["status"] for line in requests_logged] == [200] * 3
+    assert all(len(line["request_id"]) == 32 for line in requests_logged)
+    assert not [line for line in lines if line["logger"].startswith("gunicorn.access")]
