@@ -4,8 +4,10 @@ The `limits` library has no file or SQLite storage, and its `memory://` one coun
 with several gunicorn workers each allowed the full limit, and a restarted worker forgot every
 count. This one keeps the counts in the embedded store's file (minishop/kvstore.py), so every
 worker and every restart sees the same. All three strategies work: moving window (one row per
-hit), fixed window and sliding window counter (counters with an expiry). Each check-and-hit is
-one `BEGIN IMMEDIATE` transaction, so two workers cannot both take the last place in a window.
+hit), fixed window and sliding window counter (counters with an expiry), and so the default
+`batched-fixed-window` (security/batched_limits.py), which uses the first two. Each
+check-and-hit is one `BEGIN IMMEDIATE` transaction, so two workers cannot both take the last
+place in a window; a batch of hits is one `incr` of the fixed window's counter.
 """
 
 from __future__ import annotations

@@ -25,6 +25,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
+import weakref
 from dataclasses import dataclass, field
 
 from limits import RateLimitItem
@@ -117,17 +118,24 @@ class BatchedRateLimiter(RateLimiter):
         return shared
 
     def _start_flusher(self) -> None:
-        """Started on first use, in the worker (a thread does not survive gunicorn's fork)."""
+        """Started on first use, in the worker (a thread does not survive gunicorn's fork);
+        the caller holds self._lock."""
         if self._flusher is None or not self._flusher.is_alive():
             self._flusher = threading.Thread(
-                target=self._flush_periodically, name="rate-limit-flusher", daemon=True
+                target=_flush_periodically,
+                args=(weakref.ref(self),),
+                name="rate-limit-flusher",
+                daemon=True,
             )
             self._flusher.start()
 
-    def _flush_periodically(self) -> None:
-        while True:
-            time.sleep(FLUSH_INTERVAL_SECONDS)
-            self.flush_pending()
+    def _stop_flusher_if_idle(self) -> bool:
+        """True, the flusher forgotten, once no key is counted here (the next hit restarts it)."""
+        with self._lock:
+            if self._counts:
+                return False
+            self._flusher = None
+            return True
 
     def flush_pending(self) -> None:
         """Add every key's pending hits to the shared store; forget keys idle for a window."""
@@ -172,3 +180,17 @@ class BatchedRateLimiter(RateLimiter):
         with self._lock:
             self._counts.pop(key, None)
         self.storage.clear(key)  # the moving window's entries and the fixed window's counter
+
+
+def _flush_periodically(limiter_ref: weakref.ref[BatchedRateLimiter]) -> None:
+    """The flusher's loop. It holds the limiter weakly and ends once it is idle or gone, so an
+    app that is done with (tests make hundreds) leaves no thread behind for long."""
+    while True:
+        time.sleep(FLUSH_INTERVAL_SECONDS)
+        limiter = limiter_ref()
+        if limiter is None:
+            return
+        limiter.flush_pending()
+        if limiter._stop_flusher_if_idle():
+            return
+        del limiter

@@ -256,3 +256,28 @@ def test_batched_counts_stay_within_the_tolerance_under_contention() -> None:
     for limiter in limiters:
         limiter.flush_pending()
     assert storage.get(parse("1000/minute").key_for("ip", "/")) == 3000  # refused hits count
+
+
+def test_pending_hits_reach_the_store_and_an_idle_flusher_ends() -> None:
+    storage = storage_from_string("memory://")
+    limiter = batched_limits.BatchedRateLimiter(storage)
+    limit = parse("1000/second")  # B = 10: these three stay local until the flusher runs
+    assert all(limiter.hit(limit, "ip", "/") for _ in range(3))
+    flusher = limiter._flusher
+    assert flusher is not None and flusher.is_alive()
+    deadline = time.monotonic() + 5
+    while flusher.is_alive() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert not flusher.is_alive()  # idle for a window: nothing left to flush
+    assert limiter._flusher is None
+    assert limiter.hit(limit, "ip", "/")  # and the next hit starts another
+    assert limiter._flusher is not None and limiter._flusher.is_alive()
+
+
+def test_the_flusher_adds_pending_hits_within_its_interval() -> None:
+    storage = storage_from_string("memory://")
+    limiter = batched_limits.BatchedRateLimiter(storage)
+    limit = parse("1000/minute")
+    assert all(limiter.hit(limit, "ip", "/") for _ in range(3))
+    time.sleep(3 * batched_limits.FLUSH_INTERVAL_SECONDS)
+    assert storage.get(limit.key_for("ip", "/")) == 3
