@@ -5,12 +5,15 @@ What reached the app is read from the app's own access log: each request here se
 X-Request-ID, which the edge forwards and the app logs, so "answered from the cache" means the
 app never logged that id.
 
-Caching relies on the app's Cache-Control (contract 1: `public, max-age=1` for anonymous catalog
-reads); the edge adds nothing of its own, so those tests need the app's catalog HTTP caching.
+Caching relies on the app's Cache-Control and ETag (contract 1: `public, max-age=1` for anonymous
+catalog reads, `private, no-cache` with credentials); the edge stores nothing the app does not
+allow, so every test that expects a HIT, a STALE or a 304 needs the app's catalog HTTP caching.
+The credential, user-path, slow-client and refusal tests hold without it.
 """
 
 from __future__ import annotations
 
+import contextlib
 import importlib.util
 import json
 import socket
@@ -370,3 +373,24 @@ def test_the_app_unreachable_is_the_50300_envelope() -> None:
     assert_envelope(response, 503, 50300)
     assert response.headers["Retry-After"] == "1"
     assert_envelope(catalog_read, 503, 50300)
+
+
+def test_the_catalog_stays_answered_from_the_edge_while_the_app_is_down(
+    settings: AppSettings, tmp_path: Path, catalog: dict[str, Any]
+) -> None:
+    stack = load_stack()
+    url_path = f"/api/v1/products/{catalog['longjing'].id}"
+    with contextlib.ExitStack() as cleanup:
+        with gunicorn_server(settings, tmp_path, TRUSTED_PROXY_COUNT="1") as base_url:
+            edge = cleanup.enter_context(stack.EdgeProxy(base_url))
+            primed, _ = get(edge.base_url + url_path)
+        assert primed.status_code == 200
+        # gunicorn is gone; wait past the entry's freshness (whole seconds at the edge).
+        time.sleep(EDGE_STALENESS_SECONDS + 0.2)
+
+        stale, _ = get(edge.base_url + url_path)
+        uncached = requests.get(edge.base_url + "/api/v1/users/me", timeout=10)
+
+    assert stale.status_code == 200 and stale.headers["X-Cache-Status"] == "STALE"
+    assert stale.json()["data"] == primed.json()["data"]
+    assert_envelope(uncached, 503, 50300)
