@@ -274,12 +274,11 @@ class EdgeProxy:
     instances. Stopping it kills only its own master (and so its workers).
     """
 
-    def __init__(self, upstream_base_url: str, *, worker_processes: int | None = None) -> None:
+    def __init__(self, upstream_base_url: str) -> None:
         upstream = urlsplit(upstream_base_url)
         if upstream.scheme != "http" or not upstream.hostname or not upstream.port:
             raise ValueError(f"need http://host:port, not {upstream_base_url!r}")
         self.upstream = f"{upstream.hostname}:{upstream.port}"
-        self.worker_processes = worker_processes
         self.directory = Path(tempfile.mkdtemp(prefix="minishop-edge-"))
         self.access_log = self.directory / "access.log"
         self.process: subprocess.Popen[bytes] | None = None
@@ -288,11 +287,7 @@ class EdgeProxy:
 
     def _command(self) -> list[str]:
         command = [binary("nginx"), "-p", f"{self.directory}/", "-e", "stderr"]
-        command += ["-c", str(self.directory / "nginx.conf")]
-        directives = "daemon off;"
-        if self.worker_processes is not None:
-            directives += f" worker_processes {self.worker_processes};"
-        return [*command, "-g", directives]
+        return [*command, "-c", str(self.directory / "nginx.conf"), "-g", "daemon off;"]
 
     def start(self) -> Self:
         shutil.copyfile(EDGE_CONFIG, self.directory / "nginx.conf")
