@@ -70,16 +70,20 @@ class App:
     base_url: str
     log: Path
 
-    def reached(self, request_id: str) -> bool:
-        """Whether the app logged a request with this id (its access line)."""
+    def access_line(self, request_id: str) -> dict[str, Any] | None:
+        """The app's log line for the request with this id, if it reached the app."""
         for line in self.log.read_text(errors="replace").splitlines():
             if request_id in line:
                 try:
-                    if json.loads(line).get("request_id") == request_id:
-                        return True
+                    record: dict[str, Any] = json.loads(line)
                 except json.JSONDecodeError:
                     continue
-        return False
+                if record.get("request_id") == request_id:
+                    return record
+        return None
+
+    def reached(self, request_id: str) -> bool:
+        return self.access_line(request_id) is not None
 
 
 @pytest.fixture(scope="module")
@@ -240,6 +244,19 @@ def test_user_specific_and_other_paths_are_never_cached(
         for response, request_id in answers:
             assert "X-Cache-Status" not in response.headers
             wait_until_logged(app_server, request_id)
+
+
+def test_the_app_sees_the_clients_address_not_one_it_claims(edge: Any, app_server: App) -> None:
+    """The edge appends to X-Forwarded-For; the app believes its one hop (TRUSTED_PROXY_COUNT=1)."""
+    response, request_id = get(
+        f"{edge.base_url}/healthz",
+        **{"X-Forwarded-For": "203.0.113.9", "X-Forwarded-Proto": "https"},
+    )
+
+    assert response.status_code == 200
+    wait_until_logged(app_server, request_id)
+    line = app_server.access_line(request_id)
+    assert line is not None and line["client_ip"] == "127.0.0.1"
 
 
 def slow_clients(base_url: str, stop: threading.Event) -> list[socket.socket]:
