@@ -8,6 +8,12 @@ a SQLite database and the embedded store's file in that directory instead, as `m
 
     with LocalStack(workers=4) as stack:
         print(stack.base_url, stack.emulator_url)
+
+`EdgeProxy` puts the shipped edge (deploy/edge/nginx.conf, nginx from apt) in front of any of
+them, the way compose and the chart expose the app:
+
+    with LocalStack() as stack, EdgeProxy(stack.base_url) as edge:
+        print(edge.base_url)
 """
 
 from __future__ import annotations
@@ -23,6 +29,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from types import TracebackType
 from typing import Self
+from urllib.parse import urlsplit
 
 import psutil
 import pymysql
@@ -33,6 +40,7 @@ from wechat_emulator.testing import EmulatorProcess
 
 ROOT = Path(__file__).resolve().parent.parent
 BACKEND = ROOT / "backend"
+EDGE_CONFIG = ROOT / "deploy" / "edge" / "nginx.conf"
 VENV_BIN = Path(sys.executable).parent
 SBIN_PATH = os.pathsep.join([os.environ.get("PATH", ""), "/usr/sbin", "/sbin"])
 
@@ -247,6 +255,86 @@ class LocalStack:
             executor.stop()
         self._executors.clear()
         shutil.rmtree(self.directory, ignore_errors=True)
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        self.close()
+
+
+class EdgeProxy:
+    """nginx with the shipped edge config in front of `upstream_base_url`, on a free port.
+
+    The config is used as it is; its two includes (edge-listen.conf, edge-upstream.conf) and
+    everything nginx writes (pid, temporary files, the cache, the access log in `access.log`)
+    live in a temporary directory, its prefix, so it runs as root or not and beside other
+    instances. Stopping it kills only its own master (and so its workers).
+    """
+
+    def __init__(self, upstream_base_url: str) -> None:
+        upstream = urlsplit(upstream_base_url)
+        if upstream.scheme != "http" or not upstream.hostname or not upstream.port:
+            raise ValueError(f"need http://host:port, not {upstream_base_url!r}")
+        self.upstream = f"{upstream.hostname}:{upstream.port}"
+        self.directory = Path(tempfile.mkdtemp(prefix="minishop-edge-"))
+        self.access_log = self.directory / "access.log"
+        self.process: subprocess.Popen[bytes] | None = None
+        self.port = 0
+        self.base_url = ""
+
+    def _command(self) -> list[str]:
+        command = [binary("nginx"), "-p", f"{self.directory}/", "-e", "stderr"]
+        return [*command, "-c", str(self.directory / "nginx.conf"), "-g", "daemon off;"]
+
+    def start(self) -> Self:
+        shutil.copyfile(EDGE_CONFIG, self.directory / "nginx.conf")
+        self.port = free_port()
+        (self.directory / "edge-listen.conf").write_text(f"listen 127.0.0.1:{self.port};\n")
+        (self.directory / "edge-upstream.conf").write_text(f"server {self.upstream};\n")
+        # Run as root, the workers are nobody: they must reach the cache and temporary folders
+        # (the master creates those and gives them to the workers' user).
+        self.directory.chmod(0o755)
+        stderr = (self.directory / "error.log").open("wb")
+        with self.access_log.open("wb") as stdout:
+            self.process = subprocess.Popen(self._command(), stdout=stdout, stderr=stderr)
+        stderr.close()
+        self.base_url = f"http://127.0.0.1:{self.port}"
+        deadline = time.monotonic() + 15
+        while time.monotonic() < deadline and self.process.poll() is None:
+            try:
+                if requests.get(f"{self.base_url}/__edge/healthz", timeout=1).ok:
+                    return self
+            except requests.RequestException:  # not listening yet
+                time.sleep(0.05)
+        self.stop()
+        raise RuntimeError(f"nginx did not start: {self.error_log()}")
+
+    def error_log(self) -> str:
+        return (self.directory / "error.log").read_text(errors="replace")[-3000:]
+
+    def stop(self) -> None:
+        if self.process is not None:
+            self.process.terminate()  # SIGTERM: the master stops its workers at once
+            try:
+                self.process.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+            self.process = None
+
+    def close(self) -> None:
+        self.stop()
+        shutil.rmtree(self.directory, ignore_errors=True)
+
+    def __enter__(self) -> Self:
+        try:
+            return self.start()
+        except BaseException:
+            self.close()
+            raise
 
     def __exit__(
         self,

@@ -20,6 +20,7 @@ test_deps=(
   redis-server redis-server
   node nodejs       # runs the mini-program client's tests (clients/miniprogram)
   chromium chromium # renders the API reference page (/docs) in a test
+  nginx nginx       # the edge (deploy/edge/nginx.conf) in front of gunicorn: its tests, make bench
   # observability/: promtool and amtool check the configs and run the rule tests; the servers
   # run in the end-to-end alert test.
   prometheus prometheus

@@ -36,6 +36,7 @@ PACKAGES = {
     "shellcheck": "shellcheck",
     "docker-compose": "docker-compose",
     "groovy": "groovy",
+    "nginx": "nginx",
 }
 
 # Server binaries live in /usr/sbin, which is not on every user's PATH.

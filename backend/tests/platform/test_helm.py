@@ -458,3 +458,123 @@ def test_hpa_scales_on_cpu_and_the_optional_custom_metric() -> None:
     staging = one(render("staging"), "HorizontalPodAutoscaler")
     assert [m["type"] for m in staging["spec"]["metrics"]] == ["Resource"]
     assert "replicas" not in server(render("prod"))["spec"]
+
+
+EDGE_CONFIG = ROOT / "deploy" / "edge" / "nginx.conf"
+EDGE_ENVIRONMENTS = {"staging", "prod"}
+
+
+def test_the_charts_edge_config_is_the_shipped_one() -> None:
+    """The chart cannot read outside its folder: it carries deploy/edge/nginx.conf as a copy."""
+    assert (CHART / "files" / "edge" / "nginx.conf").read_bytes() == EDGE_CONFIG.read_bytes()
+
+
+def test_the_edges_body_cap_is_the_upload_cap() -> None:
+    (cap,) = re.findall(r"^\s*client_max_body_size (\d+)m;$", EDGE_CONFIG.read_text(), re.M)
+    assert int(cap) * 1024 * 1024 == Settings.model_fields["UPLOAD_MAX_BYTES"].default
+
+
+@pytest.mark.parametrize("environment", ENVIRONMENTS)
+def test_the_ingress_routes_through_the_edge_where_it_is_enabled(environment: str) -> None:
+    docs = render(environment)
+    edge_objects = {
+        (doc["kind"], doc["metadata"]["name"])
+        for doc in docs
+        if doc["metadata"]["name"].endswith("-edge")
+    }
+    routed_to = one(docs, "Ingress")["spec"]["rules"][0]["http"]["paths"][0]["backend"]["service"]
+    config = one(docs, "ConfigMap", "minishop")["data"]
+    if environment not in EDGE_ENVIRONMENTS:
+        assert edge_objects == set()
+        assert routed_to["name"] == "minishop"
+        assert config["TRUSTED_PROXY_COUNT"] == "1"
+        return
+    expected = {"ConfigMap", "Deployment", "Service", "NetworkPolicy"}
+    assert edge_objects == {(kind, "minishop-edge") for kind in expected}
+    assert routed_to == {"name": "minishop-edge", "port": {"name": "http"}}
+    # The ingress controller and the edge: the app believes X-Forwarded-For for both hops.
+    assert config["TRUSTED_PROXY_COUNT"] == "2"
+    edge_config = one(docs, "ConfigMap", "minishop-edge")["data"]
+    assert edge_config["nginx.conf"] == EDGE_CONFIG.read_text()
+    app_service = one(docs, "Service", "minishop")
+    app_port = next(p["port"] for p in app_service["spec"]["ports"] if p["name"] == "http")
+    assert edge_config["edge-upstream.conf"] == f"server minishop:{app_port};\n"
+    spec = one(docs, "Deployment", "minishop-edge")["spec"]["template"]["spec"]
+    (container,) = spec["containers"]
+    (port,) = container["ports"]
+    assert edge_config["edge-listen.conf"] == f"listen {port['containerPort']};\n"
+    assert container["command"][-2:] == ["-g", "daemon off;"]
+    assert container["readinessProbe"]["httpGet"] == {"path": "/__edge/healthz", "port": "http"}
+    assert spec["securityContext"]["runAsNonRoot"] is True
+    assert container["securityContext"]["readOnlyRootFilesystem"] is True
+    assert {m["mountPath"] for m in container["volumeMounts"]} == {"/etc/nginx/edge", "/tmp"}  # noqa: S108
+    edge_service = one(docs, "Service", "minishop-edge")
+    assert edge_service["spec"]["selector"]["app.kubernetes.io/component"] == "edge"
+
+
+@pytest.mark.parametrize("environment", sorted(EDGE_ENVIRONMENTS))
+def test_only_the_edge_reaches_the_apps_port(environment: str) -> None:
+    docs = render(environment)
+    app_rules = one(docs, "NetworkPolicy", "minishop")["spec"]["ingress"]
+    (http_rule,) = [rule for rule in app_rules if rule["ports"][0]["port"] == "http"]
+    (source,) = http_rule["from"]
+    assert source["podSelector"]["matchLabels"]["app.kubernetes.io/component"] == "edge"
+    assert "namespaceSelector" not in source
+    (edge_rule,) = one(docs, "NetworkPolicy", "minishop-edge")["spec"]["ingress"]
+    assert edge_rule["from"][0]["namespaceSelector"]["matchLabels"] == {
+        "kubernetes.io/metadata.name": "ingress-nginx"
+    }
+
+
+def test_nginx_accepts_the_rendered_edge_config(tmp_path: Path) -> None:
+    require_binaries("nginx")
+    edge_config = one(render("prod"), "ConfigMap", "minishop-edge")["data"]
+    for name, text in edge_config.items():
+        (tmp_path / name).write_text(text)
+    # The Service's name resolves in the cluster only: the same line with a loopback address.
+    (tmp_path / "edge-upstream.conf").write_text("server 127.0.0.1:80;\n")
+    result = subprocess.run(
+        [
+            binary("nginx"),
+            "-t",
+            "-p",
+            f"{tmp_path}/",
+            "-e",
+            "stderr",
+            "-c",
+            str(tmp_path / "nginx.conf"),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr
+    assert "test is successful" in result.stderr
+
+
+def test_a_proxy_count_that_does_not_match_the_proxies_is_refused() -> None:
+    refused = helm(
+        "template",
+        "x",
+        str(CHART),
+        "-f",
+        str(values_file("prod")),
+        "--set",
+        "settings.TRUSTED_PROXY_COUNT=1",
+        check=False,
+    )
+    assert refused.returncode != 0
+    assert "2 proxies stand in front of the pods" in refused.stderr
+    without_edge = helm(
+        "template",
+        "x",
+        str(CHART),
+        "-f",
+        str(values_file("prod")),
+        "--set",
+        "edge.enabled=false",
+        check=False,
+    )
+    assert without_edge.returncode != 0
+    assert "TRUSTED_PROXY_COUNT is 2, but 1 proxies" in without_edge.stderr

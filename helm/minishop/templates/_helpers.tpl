@@ -207,3 +207,15 @@ one process with the same pool.
 {{- fail (printf "database capacity: (DB_POOL_SIZE %d + DB_MAX_OVERFLOW %d) x %d workers x %d pods (%d replicas + surge) + %d one-off pods x %d = %d connections, more than database.maxConnections %d - reservedConnections %d = %d" (.Values.settings.DB_POOL_SIZE | int) (.Values.settings.DB_MAX_OVERFLOW | int) (.Values.gunicorn.workers | int) (int $pods) $replicas $jobs $perProcess (int $needed) (.Values.database.maxConnections | int) (.Values.database.reservedConnections | int) $available) -}}
 {{- end -}}
 {{- end -}}
+
+{{/*
+TRUSTED_PROXY_COUNT must be the number of proxies in front of the pods (the ingress controller,
+the edge): one too few and every client shares the proxy's address in the rate limiter and the
+logs; one too many and a client picks its own address with X-Forwarded-For.
+*/}}
+{{- define "minishop.checkProxies" -}}
+{{- $proxies := add (.Values.ingress.enabled | ternary 1 0) (.Values.edge.enabled | ternary 1 0) -}}
+{{- if ne (.Values.settings.TRUSTED_PROXY_COUNT | int) (int $proxies) -}}
+{{- fail (printf "settings.TRUSTED_PROXY_COUNT is %d, but %d proxies stand in front of the pods (ingress.enabled %t, edge.enabled %t)" (.Values.settings.TRUSTED_PROXY_COUNT | int) (int $proxies) .Values.ingress.enabled .Values.edge.enabled) -}}
+{{- end -}}
+{{- end -}}
