@@ -17,7 +17,7 @@ import subprocess
 import tempfile
 import threading
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import psutil
@@ -30,8 +30,10 @@ CONNECTIONS = int(os.environ.get("BENCH_CONNECTIONS", "50"))
 
 @dataclass
 class Result:
-    """One wrk run. `non_2xx` counts every failed answer: status >= 400 (or, for a run that
-    expects one status such as 304, any other status) plus socket errors and timeouts."""
+    """One wrk run. `non_2xx` counts every failed answer: status >= 400 for a plain GET, any
+    status but 2xx for replayed requests, any other status for a run that expects one (304),
+    plus socket errors and timeouts; `failed_statuses` counts the failed answers by status where
+    the script looked at them (replayed requests, a run that expects one status)."""
 
     scenario: str
     requests_per_second: float
@@ -41,6 +43,13 @@ class Result:
     requests: int
     non_2xx: int
     peak_worker_rss_mib: float
+    failed_statuses: dict[str, int] = field(default_factory=dict)
+
+    @property
+    def failures(self) -> str:
+        """The failed count, with its statuses when known: `39 (409: 30, 503: 9)`."""
+        detail = ", ".join(f"{status}: {n}" for status, n in sorted(self.failed_statuses.items()))
+        return f"{self.non_2xx} ({detail})" if detail else str(self.non_2xx)
 
 
 class RssSampler(threading.Thread):
@@ -96,6 +105,7 @@ def _measure(scenario: str, server: Server, command: list[str]) -> Result:
         requests=numbers["requests"],
         non_2xx=numbers["non_2xx"] + numbers["socket_errors"],
         peak_worker_rss_mib=round(peak, 1),
+        failed_statuses=numbers["failed_statuses"],
     )
     print(f"bench: {result}", flush=True)
     return result
