@@ -55,7 +55,7 @@ from bench_shop import (
     login_lines,
     run_orders,
 )
-from bench_wrk import DURATION, Result, commit, machine, run_get, run_wrk
+from bench_wrk import DURATION, Result, commit, machine, run_get, run_wrk, warm_up
 from run_loadtest import THRESHOLDS, WorkerMemory, run_locust
 from stack import LocalStack, Server
 
@@ -76,17 +76,16 @@ BENCH_ENV = {
 }
 
 
-def warm(server: Server, path: str) -> requests.Response:
-    """One read first, so the measured ones are cache hits; its answer (for the ETag)."""
-    answer = requests.get(server.base_url + path, timeout=10)
-    answer.raise_for_status()
-    return answer
+def warm(server: Server, *paths: str) -> None:
+    """A second of load on each path first: the measured reads are cache hits on every worker."""
+    for path in paths:
+        requests.get(server.base_url + path, timeout=10).raise_for_status()
+        warm_up(server.base_url + path)
 
 
 def catalog_round(n: int, hello: Server, api: Server) -> CatalogRound:
     """The ceiling, then the catalog reads right after it on the same settings."""
-    etag = warm(api, DETAIL).headers.get("ETag")
-    warm(api, LIST)
+    etag = requests.get(api.base_url + DETAIL, timeout=10).headers.get("ETag")
     return CatalogRound(
         hello=run_get(f'a{n}. bare Flask JSON "hello"', hello, "/hello"),
         detail=run_get(f"b{n}. GET /api/v1/products/{{id}} (cached)", api, DETAIL),
@@ -150,11 +149,14 @@ def bench() -> int:
         api = stack.server
         hello = stack.serve("hello_app:app")
         try:
+            warm(hello, "/hello")
+            warm(api, DETAIL, LIST)
             rounds = [catalog_round(n, hello, api) for n in range(1, ROUNDS + 1)]
         finally:
             hello.stop()
         uncached = stack.serve(env={"CACHE_ENABLED": "false"})
         try:
+            warm(uncached, DETAIL)
             others = [run_get("b0. GET /api/v1/products/{id} (cache off)", uncached, DETAIL)]
         finally:
             uncached.stop()
@@ -217,8 +219,7 @@ def tuning_runs(stack: LocalStack, layout: Layout) -> tuple[Result, Result]:
         env={"GUNICORN_CMD_ARGS": f"--keep-alive {layout.keepalive}"},
     )
     try:
-        warm(server, DETAIL)
-        warm(server, LIST)
+        warm(server, DETAIL, LIST)
         return (
             run_get(f"{layout.name}: detail", server, DETAIL),
             run_get(f"{layout.name}: list", server, LIST),

@@ -6,7 +6,7 @@ connections than against gunicorn (BENCH_EDGE_THREADS, default 2; BENCH_EDGE_CON
 default 100). Staleness: the admin changes the stock (straight at gunicorn, the way an admin
 write invalidates the app's caches), and the edge is polled every 5 ms until the new stock shows;
 the worst of STALENESS_PROBES changes, each made at a random moment of the edge's cache second,
-counted from the moment the admin request is sent.
+counted from the admin's answer (the write is committed then) to the first edge answer with it.
 """
 
 from __future__ import annotations
@@ -49,11 +49,12 @@ def stock_through(base_url: str, product_id: int) -> int:
 
 
 def staleness(edge_url: str, admin: Admin, product_id: int, new_stock: int) -> float:
-    """Seconds from sending the stock change until the edge first answers the new stock."""
+    """Seconds from the admin's answer (the change is committed) until the edge first answers
+    the new stock."""
     stock_through(edge_url, product_id)  # the edge holds the old document now
     time.sleep(random.random())
-    started = time.monotonic()
     admin.set_stock(product_id, new_stock)
+    started = time.monotonic()  # the change is committed: from now on, old stock is stale
     while time.monotonic() - started < GIVE_UP_SECONDS:
         if stock_through(edge_url, product_id) == new_stock:
             return time.monotonic() - started

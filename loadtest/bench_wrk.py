@@ -133,6 +133,13 @@ def run_wrk(scenario: str, server: Server, lines: list[str]) -> Result:
         os.unlink(prepared.name)
 
 
+def warm_up(url: str, seconds: int = 1) -> None:
+    """Load `url` briefly, unmeasured: every worker has its connections and caches filled."""
+    subprocess.run(
+        ["wrk", "-t1", f"-c{CONNECTIONS}", f"-d{seconds}s", url], capture_output=True, check=True
+    )
+
+
 def run_get(
     scenario: str,
     server: Server,
