@@ -24,7 +24,8 @@ target is missed (the report says so), 1 when an order run oversold or did not r
 
 Knobs: BENCH_DURATION (seconds per wrk scenario, default 15), BENCH_CONNECTIONS (default 50),
 BENCH_LOCUST_SECONDS (default 300) and BENCH_LOCUST_USERS (default 50), BENCH_HOT_SEGMENTS
-(default 16), BENCH_ORDER_PRODUCTS (default 100), BENCH_EDGE_THREADS / BENCH_EDGE_CONNECTIONS.
+(default 16), BENCH_ORDER_PRODUCTS (default 100), BENCH_EDGE_THREADS / BENCH_EDGE_CONNECTIONS;
+for --tuning, BENCH_TUNING_ROUNDS (default 2: every layout in turn, twice; medians reported).
 """
 
 from __future__ import annotations
@@ -33,6 +34,7 @@ import argparse
 import csv
 import math
 import os
+import statistics
 import sys
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -196,6 +198,7 @@ class Layout:
     keepalive: int
 
 
+TUNING_ROUNDS = int(os.environ.get("BENCH_TUNING_ROUNDS", "2"))
 BASELINE = Layout("gthread 4 x 4, keep-alive 5 (today)", "gthread", 4, 4, 5)
 TUNING = [
     BASELINE,
@@ -252,13 +255,37 @@ def recommend(measured: list[tuple[Layout, Result, Result]], p99_max: float) -> 
     )
 
 
+def median_result(results: list[Result]) -> Result:
+    """One layout's rounds as one row: the median req/s and the median of each percentile."""
+    return Result(
+        results[0].scenario,
+        statistics.median(r.requests_per_second for r in results),
+        statistics.median(r.p50_ms for r in results),
+        statistics.median(r.p95_ms for r in results),
+        statistics.median(r.p99_ms for r in results),
+        sum(r.requests for r in results),
+        sum(r.non_2xx for r in results),
+        max(r.peak_worker_rss_mib for r in results),
+    )
+
+
 def tuning() -> None:
     limits = yaml.safe_load(THRESHOLDS.read_text())["bench"]
     with LocalStack(env=BENCH_ENV) as stack:
         assert stack.server is not None
         stack.server.stop()
         stack.server = None
-        measured = [(layout, *tuning_runs(stack, layout)) for layout in TUNING]
+        runs = [
+            (layout, *tuning_runs(stack, layout)) for _ in range(TUNING_ROUNDS) for layout in TUNING
+        ]
+    measured = [
+        (
+            layout,
+            median_result([d for lay, d, _ in runs if lay == layout]),
+            median_result([c for lay, _, c in runs if lay == layout]),
+        )
+        for layout in TUNING
+    ]
     lines = [
         "| layout | detail req/s | detail p99 ms | list req/s | list p99 ms |",
         "| --- | ---: | ---: | ---: | ---: |",
@@ -272,7 +299,8 @@ def tuning() -> None:
     text = (
         f"# gunicorn layouts\n\n- machine: {machine()}\n- date: {now}; commit: {commit()}\n"
         f"- load: wrk, 1 thread, {bench_report.CONNECTIONS} connections, {DURATION} s per "
-        f"scenario; cached product detail and the first list page\n\n"
+        f"scenario; cached product detail and the first list page; every layout in turn, "
+        f"{TUNING_ROUNDS} rounds, the median of each figure\n\n"
         + "\n".join(lines)
         + f"\n\n{recommend(measured, limits['p99_ms_max'])}\n"
     )
