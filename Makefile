@@ -62,11 +62,11 @@ loadtest: dev-deps ## Locust journey with thresholds (LOADTEST_HOST/_USERS/_DURA
 	bash pipelines/install-system-deps.sh bench
 	$(BIN)/python loadtest/run_loadtest.py
 
-bench: dev-deps ## side-by-side benchmark (hello vs API) with wrk; reports/bench.md and bench.png
+bench: dev-deps ## every performance target from one run, met or missed; reports/bench.md, .json, .png
 	bash pipelines/install-system-deps.sh bench
 	$(BIN)/python loadtest/bench.py
 
-bench-tuning: dev-deps ## compare gunicorn worker classes and counts; reports/tuning.md
+bench-tuning: dev-deps ## gunicorn layouts and keep-alive on detail and list (req/s, p99); reports/tuning.md
 	bash pipelines/install-system-deps.sh bench
 	$(BIN)/python loadtest/bench.py --tuning
 

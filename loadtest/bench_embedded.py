@@ -37,6 +37,8 @@ from sqlalchemy.engine import make_url
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import bench
+import bench_shop
+import bench_wrk
 from stack import ROOT, LocalStack, Server
 
 # (name, workers, threads per worker), all gthread.
@@ -81,7 +83,7 @@ def worker_cpu_seconds(server: Server) -> float:
 
 def measured(setting: str, scenario: str, server: Server, lines: list[str]) -> Row:
     before = worker_cpu_seconds(server)
-    result = bench.run_wrk(f"{setting}: {scenario}", server, lines)
+    result = bench_wrk.run_wrk(f"{setting}: {scenario}", server, lines)
     cpu = worker_cpu_seconds(server) - before
     return Row(
         setting,
@@ -121,20 +123,27 @@ def one_round(stack: LocalStack, setting: str, workers: int, threads: int) -> li
         detail = f"/api/v1/products/{PRODUCT_ID}"
         requests.get(server.base_url + detail, timeout=10).raise_for_status()  # fills the cache
         rows = [
-            measured(setting, "cached detail", server, from_many_clients(bench.get_lines(detail)))
+            measured(
+                setting, "cached detail", server, from_many_clients(bench_wrk.get_lines(detail))
+            )
         ]
         set_stock(stack)
         with ThreadPoolExecutor(8) as pool:
             users = list(
-                pool.map(lambda _: bench.log_in(stack, server.base_url), range(bench.ORDER_USERS))
+                pool.map(
+                    lambda _: bench_shop.log_in(stack, server.base_url),
+                    range(bench_shop.ORDER_USERS),
+                )
             )
         sold_before = stock_and_sold(stack)[1]
-        orders = from_many_clients(bench.order_lines(users, PRODUCT_ID, 400 * bench.DURATION * 4))
+        orders = from_many_clients(
+            bench_shop.order_lines(users, [PRODUCT_ID], 400 * bench_wrk.DURATION * 4)
+        )
         rows.append(measured(setting, "orders", server, orders))
         stock, sold = stock_and_sold(stack)
         if stock + (sold - sold_before) != INITIAL_STOCK:
             raise SystemExit(f"bench: OVERSOLD: stock {stock} + sold {sold} != {INITIAL_STOCK}")
-        logins = from_many_clients(bench.login_lines(stack, 300 * bench.DURATION))
+        logins = from_many_clients(bench_shop.login_lines(stack, 300 * bench_wrk.DURATION))
         rows.append(measured(setting, "logins", server, logins))
         return rows
     finally:
@@ -184,7 +193,7 @@ def main() -> None:
     args = parser.parse_args()
     if shutil.which("wrk") is None:
         raise SystemExit("bench: wrk is missing: bash pipelines/install-system-deps.sh bench")
-    bench.DURATION = args.duration
+    bench_wrk.DURATION = args.duration
     rows: list[Row] = []
     with LocalStack(embedded=True, env=EMBEDDED_ENV) as stack:
         assert stack.server is not None
@@ -198,8 +207,8 @@ def main() -> None:
     reports = ROOT / "reports"
     reports.mkdir(exist_ok=True)
     (reports / "bench-embedded.md").write_text(
-        f"# Embedded default: workers\n\n- machine: {bench.machine()}\n- commit: "
-        f"{bench.commit()}; wrk {bench.CONNECTIONS} connections, {args.duration} s, "
+        f"# Embedded default: workers\n\n- machine: {bench_wrk.machine()}\n- commit: "
+        f"{bench_wrk.commit()}; wrk {bench_wrk.CONNECTIONS} connections, {args.duration} s, "
         f"median of {args.rounds} rounds\n\n{table}\n"
     )
     (reports / "bench-embedded.json").write_text(

@@ -4,8 +4,9 @@ Target: LOADTEST_HOST (and LOADTEST_EMULATOR_URL) when set; otherwise a LocalSta
 Redis, the WeChat emulator and gunicorn) is started for the run and stopped after it.
 LOADTEST_USERS (default 50) and LOADTEST_DURATION (seconds, default 60) shape the load.
 Writes reports/loadtest_stats.csv (and the other Locust CSVs), reports/loadtest.html and, for a
-stack it started, reports/loadtest_rss.csv (each worker's memory every 5 s); exits 1 naming every
-threshold that was missed.
+stack it started, reports/loadtest_rss.csv (each worker's memory every 5 s, and whether it stays
+flat); exits 1 naming every threshold that was missed. `make bench` reuses the Locust run and the
+memory sampling for its RSS row.
 """
 
 from __future__ import annotations
@@ -13,11 +14,13 @@ from __future__ import annotations
 import contextlib
 import csv
 import os
+import statistics
 import subprocess
 import sys
 import threading
 import time
 from contextlib import nullcontext
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -31,10 +34,15 @@ REPORTS = ROOT / "reports"
 THRESHOLDS = Path(__file__).resolve().parent / "thresholds.yml"
 # Every virtual user comes from 127.0.0.1: per-IP limits would throttle the crowd, not a person.
 STACK_ENV = {"RATELIMIT_LOGIN": "100000/minute", "RATELIMIT_DEFAULT": "1000000/minute"}
+# "Flat": the end of a run within this share of its warmed-up start.
+FLAT_TOLERANCE = 0.10
 
 
-def run_locust(host: str, emulator_url: str) -> int:
-    env = os.environ | {"LOADTEST_EMULATOR_URL": emulator_url}
+def run_locust(
+    host: str, emulator_url: str, prefix: str = "loadtest", env: dict[str, str] | None = None
+) -> int:
+    """Locust headless against `host`; CSVs and HTML under reports/`prefix`*."""
+    env = os.environ | {"LOADTEST_EMULATOR_URL": emulator_url} | (env or {})
     command = [
         str(VENV_BIN / "locust"),
         "-f",
@@ -43,9 +51,9 @@ def run_locust(host: str, emulator_url: str) -> int:
         "--host",
         host,
         "--csv",
-        str(REPORTS / "loadtest"),
+        str(REPORTS / prefix),
         "--html",
-        str(REPORTS / "loadtest.html"),
+        str(REPORTS / f"{prefix}.html"),
         "--only-summary",
     ]
     return subprocess.run(command, env=env, check=False).returncode
@@ -75,37 +83,72 @@ def missed_thresholds(rows: list[dict[str, Any]], thresholds: dict[str, Any]) ->
     return missed
 
 
-class WorkerMemory(threading.Thread):
-    """Every 5 s, the resident memory of each gunicorn worker of the stack this run started."""
+@dataclass
+class RssTrend:
+    """The largest worker's resident memory over a run, to tell a plateau from a leak."""
 
-    def __init__(self, server: Server) -> None:
+    peak_mib: float
+    early_mib: float  # mean over the second fifth of the run (the 2nd minute of 5): warmed up
+    late_mib: float  # mean over the last fifth
+
+    @property
+    def flat(self) -> bool:
+        return abs(self.late_mib - self.early_mib) <= FLAT_TOLERANCE * self.early_mib
+
+
+class WorkerMemory(threading.Thread):
+    """Every `interval` seconds, the resident memory of each gunicorn worker of `server`."""
+
+    def __init__(self, server: Server, interval: float = 5) -> None:
         super().__init__(daemon=True)
         self.server = server
+        self.interval = interval
         self.samples: list[tuple[float, int, float]] = []  # (seconds in, pid, MiB)
         self.stopped = threading.Event()
 
     def run(self) -> None:
         started = time.monotonic()
-        while not self.stopped.wait(5):
+        while not self.stopped.wait(self.interval):
+            now = time.monotonic() - started
             for pid in self.server.worker_pids():
                 with contextlib.suppress(psutil.NoSuchProcess):
                     rss = psutil.Process(pid).memory_info().rss / 2**20
-                    self.samples.append((time.monotonic() - started, pid, rss))
+                    self.samples.append((now, pid, rss))
 
-    def report(self) -> str:
+    def stop(self, csv_path: Path) -> None:
         self.stopped.set()
         self.join()
-        with (REPORTS / "loadtest_rss.csv").open("w") as out:
+        with csv_path.open("w") as out:
             out.write("seconds,pid,rss_mib\n")
             out.writelines(f"{t:.0f},{pid},{rss:.1f}\n" for t, pid, rss in self.samples)
-        if not self.samples:
+
+    def trend(self) -> RssTrend | None:
+        largest: dict[float, float] = {}  # sweep time -> the largest worker then
+        for t, _, rss in self.samples:
+            largest[t] = max(largest.get(t, 0.0), rss)
+        if not largest:
+            return None
+        end = max(largest)
+
+        def mean(start: float, stop: float) -> float:
+            window = [rss for t, rss in largest.items() if start <= t <= stop]
+            return statistics.mean(window) if window else 0.0
+
+        return RssTrend(
+            peak_mib=max(largest.values()),
+            early_mib=mean(end / 5, 2 * end / 5),
+            late_mib=mean(4 * end / 5, end),
+        )
+
+    def report(self) -> str:
+        self.stop(REPORTS / "loadtest_rss.csv")
+        trend = self.trend()
+        if trend is None:
             return "worker RSS: no samples"
-        half = self.samples[-1][0] / 2
-        middle = [rss for t, _, rss in self.samples if half - 5 <= t < half + 5] or [0.0]
-        end = [rss for t, _, rss in self.samples if t >= self.samples[-1][0] - 5]
         return (
-            f"worker RSS: peak {max(rss for _, _, rss in self.samples):.0f} MiB; "
-            f"largest worker at half time {max(middle):.0f} MiB, at the end {max(end):.0f} MiB"
+            f"worker RSS: peak {trend.peak_mib:.0f} MiB; largest worker {trend.early_mib:.0f} MiB "
+            f"in the second fifth of the run, {trend.late_mib:.0f} MiB in the last "
+            f"({'flat' if trend.flat else 'GROWING'})"
         )
 
 

@@ -160,7 +160,8 @@ class LocalStack:
         self._executors.append(server)
         return f"redis://127.0.0.1:{port}/0"
 
-    def _flask(self, *args: str) -> None:
+    def flask_command(self, *args: str) -> None:
+        """`flask --app minishop ARGS` against this stack (migrations, seed, grant-admin)."""
         subprocess.run(
             [str(VENV_BIN / "flask"), "--app", "minishop", *args],
             cwd=BACKEND,
@@ -235,8 +236,8 @@ class LocalStack:
                 | stores
                 | self.extra_env
             )
-            self._flask("db", "upgrade")
-            self._flask("seed")
+            self.flask_command("db", "upgrade")
+            self.flask_command("seed")
             self.server = self.serve()
             self.base_url = self.server.base_url
         except BaseException:
