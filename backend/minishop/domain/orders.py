@@ -129,6 +129,7 @@ def _insert_order(
         request_hash=fingerprint,
         expires_at=now + expire_after,
         total_fen=sum(item.subtotal_fen for item in items),
+        items=[],  # an empty, loaded collection: adding the items later reads nothing
         paid_at=None,
         shipped_at=None,
         completed_at=None,
@@ -137,24 +138,10 @@ def _insert_order(
         version=1,
         created_at=now,
         updated_at=now,
-        items=items,
     )
     session.add(order)
     session.flush()
     return order
-
-
-def _take_stock(
-    session: Session,
-    views: dict[int, stock.ProductView],
-    quantities: dict[int, int],
-    careful: set[int],
-) -> None:
-    for product_id, quantity in quantities.items():  # ascending ids: a fixed lock order
-        if product_id in careful:
-            stock.take_carefully(session, views[product_id], quantity)
-        else:
-            stock.take_fast(session, views[product_id], quantity)
 
 
 def _not_placed(product_id: int, reason: Exception) -> AppError:
@@ -180,10 +167,10 @@ def place_order(
     """Take the stock and record the order, or change nothing; unpaid, it expires after
     `expire_after`. A retry with the same `idempotency_key` answers the order it placed.
 
-    Few round trips, and the stock rows locked for as short as possible: one read of the
-    products (no lock), the order and its items inserted, then the stock taken last, just
-    before the commit. A retried key shows up as the duplicate key of that insert. The order
-    is detached before the commit, so answering it reads nothing back.
+    Few round trips: one read of the products (no lock), the order inserted (a retried key
+    shows up as its duplicate key), the stock of unsplit products taken, the items inserted, and
+    a split product's segment taken last, so its lock is held only until the commit right after.
+    The order is detached before the commit, so answering it reads nothing back.
     """
     quantities = merge_lines(lines)
     fingerprint = request_fingerprint(quantities, remark)
@@ -195,7 +182,21 @@ def place_order(
         order = _insert_order(
             session, user, items, remark, idempotency_key, fingerprint, expire_after
         )
-        _take_stock(session, views, quantities, careful)
+        split = []
+        for product_id, quantity in quantities.items():  # ascending ids: the lock order
+            view = views[product_id]
+            if product_id in careful:
+                stock.take_carefully(session, view, quantity)
+            elif not stock.is_split(view):
+                stock.take_from_row(session, view, quantity)
+            else:
+                if len(quantities) > 1:
+                    stock.share_lock(session, product_id)
+                split.append(view)
+        order.items.extend(items)
+        session.flush()
+        for view in split:  # the hot rows last, locked just before the commit
+            stock.take_from_segment(session, view, quantities[view.id])
         session.expunge(order)
         return order
 

@@ -5,11 +5,14 @@ A product's stock is `products.stock` plus its `product_stock_segments` rows. An
 spreads it over `stock_segments` rows and an order takes its quantity from one of them at random,
 so concurrent buyers of one hot item mostly lock different rows.
 
-Lock order, the same for every writer so that none can deadlock another: products by ascending
-id; within one product its `products` row before its segments, segments by ascending number. The
-fast path for a split product locks one segment without the product row; should it miss, the
-caller rolls the transaction back and takes that product `carefully` (product row, then every
-segment) in a fresh one — never a segment first and the product row after.
+Lock order, the same for every writer so that none can deadlock another: product rows by
+ascending id, then segments, by ascending (product, segment). An unsplit product's row is locked
+exclusively by the conditional UPDATE that takes its stock. A split product's row is only
+share-locked by an order (the order item's foreign key check takes that lock anyway), so buyers
+of one hot item do not queue on it; they queue only on the segment each one picked, last in the
+transaction. A re-split, a stocktake and a `careful` take lock the row exclusively, then every
+segment. A fast take that misses holds one segment lock, so it is never continued carefully:
+the caller rolls back and takes that product carefully in a fresh transaction.
 """
 
 from __future__ import annotations
@@ -78,30 +81,43 @@ def snapshot(session: Session, product_ids: list[int]) -> dict[int, ProductView]
     return views
 
 
-def take_fast(session: Session, view: ProductView, quantity: int) -> None:
-    """One conditional UPDATE (a split product: one per segment tried). Raises `Retry` on a miss,
-    having changed nothing."""
-    if view.stock_segments == 1 and not view.segments:
-        taken = session.execute(
-            update(Product)
-            .where(
-                Product.id == view.id,
-                Product.version == view.version,
-                Product.status == ProductStatus.ON_SALE,
-                Product.stock >= quantity,
-            )
-            .values(stock=Product.stock - quantity)
-            .execution_options(synchronize_session=False)
+def is_split(view: ProductView) -> bool:
+    return view.stock_segments > 1 or bool(view.segments)
+
+
+def take_from_row(session: Session, view: ProductView, quantity: int) -> None:
+    """An unsplit product: one conditional UPDATE of its row; a miss goes on carefully with the
+    row already locked (the first lock of this product's lock order)."""
+    taken = session.execute(
+        update(Product)
+        .where(
+            Product.id == view.id,
+            Product.version == view.version,
+            Product.status == ProductStatus.ON_SALE,
+            Product.stock >= quantity,
         )
-        if taken.rowcount != 1:  # type: ignore[attr-defined]
-            # This row is locked now, and it comes first in this product's lock order: the
-            # careful path may go on from here within this transaction.
-            take_carefully(session, view, quantity)
-        return
+        .values(stock=Product.stock - quantity)
+        .execution_options(synchronize_session=False)
+    )
+    if taken.rowcount != 1:  # type: ignore[attr-defined]
+        take_carefully(session, view, quantity)
+
+
+def share_lock(session: Session, product_id: int) -> None:
+    """A shared lock on a split product's row, taken in the product order before its segment.
+
+    Inserting the order item takes this very lock (its foreign key check); an order of one
+    product lets the insert take it, an order of several takes it here, in ascending order."""
+    session.execute(select(Product.id).where(Product.id == product_id).with_for_update(read=True))
+
+
+def take_from_segment(session: Session, view: ProductView, quantity: int) -> None:
+    """A split product, its row share-locked: one conditional UPDATE per segment tried, from a
+    random one among those the snapshot saw holding enough, ascending from there. Raises
+    `Retry` on a miss (the caller rolls back: this transaction holds a segment lock now)."""
     candidates = sorted(s for s, left in view.segments.items() if left >= quantity)
     if view.status != ProductStatus.ON_SALE or not candidates:
         raise Retry(view.id)
-    # A random start spreads the buyers; ascending from there keeps the segment lock order.
     for segment in candidates[secrets.randbelow(len(candidates)) :]:
         taken = session.execute(
             update(ProductStockSegment)
@@ -182,8 +198,9 @@ def _add_to_segment(session: Session, product_id: int, segment: int, delta: int)
 
 def put_back(session: Session, quantities: dict[int, int]) -> None:
     """Return stock (cancel, expiry, refund), products in ascending id. A split product gets it
-    in a random segment; one that a concurrent re-split removed sends it to the product row,
-    which counts towards the total just the same: every unit comes back exactly once."""
+    in a random segment, its row locked first (the lock order); a segment that a re-split
+    removed meanwhile sends it to the row, which counts towards the total just the same: every
+    unit comes back exactly once."""
     segments: defaultdict[int, list[int]] = defaultdict(list)
     for product_id, segment in session.execute(
         select(ProductStockSegment.product_id, ProductStockSegment.segment).where(
@@ -193,12 +210,10 @@ def put_back(session: Session, quantities: dict[int, int]) -> None:
         segments[product_id].append(segment)
     for product_id, quantity in sorted(quantities.items()):
         own = segments.get(product_id)
-        if (
-            own
-            and _add_to_segment(session, product_id, own[secrets.randbelow(len(own))], quantity)
-            == 1
-        ):
-            continue
+        if own:
+            session.execute(select(Product.id).where(Product.id == product_id).with_for_update())
+            if _add_to_segment(session, product_id, own[secrets.randbelow(len(own))], quantity):
+                continue
         _add_to_row(session, product_id, quantity)
 
 
