@@ -111,7 +111,7 @@ def _line_items(views: dict[int, stock.ProductView], quantities: dict[int, int])
 
 def _insert_order(
     session: Session,
-    user: User,
+    user_id: int,
     items: list[OrderItem],
     remark: str,
     idempotency_key: str,
@@ -122,7 +122,7 @@ def _insert_order(
     now = utcnow()
     order = Order(
         order_no=new_order_no(now),
-        user_id=user.id,
+        user_id=user_id,
         status=OrderStatus.PENDING_PAYMENT,
         remark=remark,
         idempotency_key=idempotency_key,
@@ -174,18 +174,19 @@ def place_order(
     """
     quantities = merge_lines(lines)
     fingerprint = request_fingerprint(quantities, remark)
+    user_id = user.id  # read once: a retry after a rollback would load the expired user again
     careful: set[int] = set()
 
     def work() -> Order:
         views = stock.snapshot(session, list(quantities))
         items = _line_items(views, quantities)
         order = _insert_order(
-            session, user, items, remark, idempotency_key, fingerprint, expire_after
+            session, user_id, items, remark, idempotency_key, fingerprint, expire_after
         )
         split = []
         for product_id, quantity in quantities.items():  # ascending ids: the lock order
             view = views[product_id]
-            if product_id in careful:
+            if product_id in careful or not stock.segment_may_serve(view, quantity):
                 stock.take_carefully(session, view, quantity)
             elif not stock.is_split(view):
                 stock.take_from_row(session, view, quantity)
@@ -207,14 +208,14 @@ def place_order(
         except stock.Retry as retry:
             careful.add(retry.product_id)
         except (stock.NotOnSale, stock.OutOfStock) as reason:
-            existing = _existing(session, user.id, idempotency_key)
+            existing = _existing(session, user_id, idempotency_key)
             if existing is not None:
                 return _replay(existing, fingerprint)
             raise _not_placed(reason.args[0], reason) from None
         except IntegrityError:
             # The same key placed an order before, or won a race a moment ago in another
             # request: answer with that order.
-            existing = _existing(session, user.id, idempotency_key)
+            existing = _existing(session, user_id, idempotency_key)
             if existing is None:
                 raise
             return _replay(existing, fingerprint)

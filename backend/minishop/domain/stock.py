@@ -85,6 +85,16 @@ def is_split(view: ProductView) -> bool:
     return view.stock_segments > 1 or bool(view.segments)
 
 
+def segment_may_serve(view: ProductView, quantity: int) -> bool:
+    """False when the snapshot already shows that no single segment of a split product holds
+    `quantity` (or it is not on sale): take it carefully from the start, before any lock."""
+    if not is_split(view):
+        return True
+    return view.status == ProductStatus.ON_SALE and any(
+        left >= quantity for left in view.segments.values()
+    )
+
+
 def take_from_row(session: Session, view: ProductView, quantity: int) -> None:
     """An unsplit product: one conditional UPDATE of its row; a miss goes on carefully with the
     row already locked (the first lock of this product's lock order)."""
@@ -116,8 +126,6 @@ def take_from_segment(session: Session, view: ProductView, quantity: int) -> Non
     random one among those the snapshot saw holding enough, ascending from there. Raises
     `Retry` on a miss (the caller rolls back: this transaction holds a segment lock now)."""
     candidates = sorted(s for s, left in view.segments.items() if left >= quantity)
-    if view.status != ProductStatus.ON_SALE or not candidates:
-        raise Retry(view.id)
     for segment in candidates[secrets.randbelow(len(candidates)) :]:
         taken = session.execute(
             update(ProductStockSegment)
