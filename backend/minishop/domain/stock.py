@@ -6,13 +6,14 @@ spreads it over `stock_segments` rows and an order takes its quantity from one o
 so concurrent buyers of one hot item mostly lock different rows.
 
 Lock order, the same for every writer so that none can deadlock another: product rows by
-ascending id, then segments, by ascending (product, segment). An unsplit product's row is locked
-exclusively by the conditional UPDATE that takes its stock. A split product's row is only
-share-locked by an order (the order item's foreign key check takes that lock anyway), so buyers
-of one hot item do not queue on it; they queue only on the segment each one picked, last in the
-transaction. A re-split, a stocktake and a `careful` take lock the row exclusively, then every
-segment. A fast take that misses holds one segment lock, so it is never continued carefully:
-the caller rolls back and takes that product carefully in a fresh transaction.
+ascending id, and a segment only ever locked while holding its product's row lock. An unsplit
+product's row is locked exclusively by the conditional UPDATE that takes its stock. A split
+product's row is only share-locked by an order (the order item's foreign key check takes that
+lock anyway), so buyers of one hot item do not queue on it; they queue only on the segment each
+one picked, last in the transaction. A re-split, a stocktake, a restock and a `careful` take
+lock the row exclusively, then segments in ascending order. A fast take that misses holds one
+segment lock, so it is never continued carefully (that would lock the row exclusively after a
+segment): the caller rolls back and takes that product carefully in a fresh transaction.
 """
 
 from __future__ import annotations
