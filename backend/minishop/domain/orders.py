@@ -37,7 +37,7 @@ EXPIRY_BATCH = 100
 # total_fen and subtotal_fen are INT columns; a larger total is refused rather than overflowing.
 MAX_TOTAL_FEN = 2**31 - 1
 # Fresh attempts beyond one per product an order may have to take carefully (domain/stock.py).
-RETRIES = 2
+RETRIES = 3
 log = logging.getLogger(__name__)
 
 

@@ -36,7 +36,6 @@ class ProductView:
     title: str
     price_fen: int
     status: str
-    version: int
     stock_segments: int
     segments: dict[int, int] = field(default_factory=dict)  # segment → stock, as seen
 
@@ -66,7 +65,6 @@ def snapshot(session: Session, product_ids: list[int]) -> dict[int, ProductView]
             Product.title,
             Product.price_fen,
             Product.status,
-            Product.version,
             Product.stock_segments,
             ProductStockSegment.segment,
             ProductStockSegment.stock,
@@ -75,8 +73,8 @@ def snapshot(session: Session, product_ids: list[int]) -> dict[int, ProductView]
         .where(Product.id.in_(product_ids))
     )
     views: dict[int, ProductView] = {}
-    for pid, title, price, status, version, segment_count, segment, segment_stock in rows:
-        view = views.setdefault(pid, ProductView(pid, title, price, status, version, segment_count))
+    for pid, title, price, status, segment_count, segment, segment_stock in rows:
+        view = views.setdefault(pid, ProductView(pid, title, price, status, segment_count))
         if segment is not None:
             view.segments[segment] = segment_stock
     return views
@@ -103,7 +101,8 @@ def take_from_row(session: Session, view: ProductView, quantity: int) -> None:
         update(Product)
         .where(
             Product.id == view.id,
-            Product.version == view.version,
+            Product.title == view.title,  # the order's line is priced from the snapshot
+            Product.price_fen == view.price_fen,
             Product.status == ProductStatus.ON_SALE,
             Product.stock >= quantity,
         )
@@ -164,12 +163,13 @@ def _lock(session: Session, product_id: int) -> tuple[Product | None, dict[int, 
 def take_carefully(session: Session, view: ProductView, quantity: int) -> None:
     """With the product and all its segments locked: the whole stock counts, so a quantity no
     single segment holds is still sold when the total suffices. Raises NotOnSale, OutOfStock, or
-    Retry when the product was edited since the snapshot priced the line."""
+    Retry when the title or price changed since the snapshot priced the line (other edits, a
+    re-split included, do not matter to the line)."""
     product, segments = _lock(session, view.id)
     if product is None or product.status != ProductStatus.ON_SALE:
         raise NotOnSale(view.id)
-    if product.version != view.version:
-        raise Retry(view.id)
+    if (product.title, product.price_fen) != (view.title, view.price_fen):
+        raise Retry(view.id)  # the line was priced from an older snapshot: price it again
     if product.stock + sum(segments.values()) < quantity:
         raise OutOfStock(view.id)
     needed = quantity
