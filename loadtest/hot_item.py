@@ -6,7 +6,10 @@ resets the stock through the admin API, replays freshly signed orders with wrk (
 replay), and checks that stock + sold reconcile exactly. Prints one JSON line per round and a
 summary with the split/single ratio of the medians.
 
-    .venv/bin/python loadtest/hot_item.py [--rounds 2] [--segments 8]
+    .venv/bin/python loadtest/hot_item.py [--rounds 2] [--segments 8] [--database-only]
+
+`--database-only` sends the order transaction's statements straight to MariaDB from 50 threads
+(no gunicorn): what the stock locks alone allow, apart from the app's CPU.
 
 The helpers (`make_admin`, `admin_call`, `set_stock_segments`, `settled_stock_and_sold`) are
 what `make bench` needs to add the row.
@@ -16,9 +19,11 @@ from __future__ import annotations
 
 import argparse
 import json
+import random
 import statistics
 import sys
 import time
+import uuid
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
@@ -125,10 +130,65 @@ def hot_round(
     }
 
 
+def database_round(stack: LocalStack, user_id: int, product_id: int, seconds: float) -> float:
+    """The order transaction's statements sent straight to MariaDB by 50 threads (no app, no
+    HTTP): how many orders a second the stock locks alone let through. Returns orders/s."""
+    deadline = time.monotonic() + seconds
+
+    def buyer(_: int) -> int:
+        placed = 0
+        with database(stack) as connection, connection.cursor() as cursor:
+            cursor.execute("SET autocommit = 0")
+            while time.monotonic() < deadline:
+                cursor.execute(
+                    "SELECT p.stock_segments, s.segment, s.stock FROM products p LEFT JOIN "
+                    "product_stock_segments s ON s.product_id = p.id WHERE p.id = %s",
+                    (product_id,),
+                )
+                rows = cursor.fetchall()
+                cursor.execute(
+                    "INSERT INTO orders (order_no, user_id, status, total_fen, remark, "
+                    "idempotency_key, request_hash, expires_at, refunded_fen, version, "
+                    "created_at, updated_at) VALUES (%s, %s, 'pending_payment', 1, '', %s, '', "
+                    "NOW(6), 0, 1, NOW(6), NOW(6))",
+                    (uuid.uuid4().hex[:24], user_id, uuid.uuid4().hex),
+                )
+                order_id = cursor.lastrowid
+                item = (
+                    "INSERT INTO order_items (order_id, product_id, title, price_fen, quantity, "
+                    "subtotal_fen) VALUES (%s, %s, 'hot', 1, 1, 1)"
+                )
+                if rows[0][0] == 1:
+                    cursor.execute(
+                        "UPDATE products SET stock = stock - 1 WHERE id = %s AND stock >= 1",
+                        (product_id,),
+                    )
+                    cursor.execute(item, (order_id, product_id))
+                else:
+                    cursor.execute(item, (order_id, product_id))
+                    segment = random.choice([r[1] for r in rows if r[2] >= 1])
+                    cursor.execute(
+                        "UPDATE product_stock_segments SET stock = stock - 1 WHERE product_id = %s "
+                        "AND segment = %s AND stock >= 1",
+                        (product_id, segment),
+                    )
+                connection.commit()
+                placed += 1
+        return placed
+
+    started = time.monotonic()
+    with ThreadPoolExecutor(50) as pool:
+        placed = sum(pool.map(buyer, range(50)))
+    return round(placed / (time.monotonic() - started), 1)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--rounds", type=int, default=2)
     parser.add_argument("--segments", type=int, default=8)
+    parser.add_argument(
+        "--database-only", action="store_true", help="the statements straight to MariaDB"
+    )
     args = parser.parse_args()
     product_id = 1
     with LocalStack(env=BENCH_ENV) as stack:
@@ -140,7 +200,13 @@ def main() -> None:
         rounds = []
         for _ in range(args.rounds):
             for segments in (1, args.segments):
-                rounds.append(hot_round(stack, server, admin, users, product_id, segments))
+                if args.database_only:
+                    settled_stock_and_sold(stack, product_id)
+                    set_stock_segments(server.base_url, admin, product_id, segments)
+                    speed = database_round(stack, admin["user"]["id"], product_id, DURATION)
+                    rounds.append({"segments": segments, "orders_per_second": speed})
+                else:
+                    rounds.append(hot_round(stack, server, admin, users, product_id, segments))
                 print(json.dumps(rounds[-1]), flush=True)
     single = statistics.median(r["orders_per_second"] for r in rounds if r["segments"] == 1)
     split = statistics.median(r["orders_per_second"] for r in rounds if r["segments"] != 1)
