@@ -92,6 +92,18 @@ def total_stock_and_sold(stack: LocalStack, product_id: int) -> tuple[int, int]:
     return int(stock), int(sold)
 
 
+def row_lock_waits(stack: LocalStack) -> tuple[int, int]:
+    """InnoDB's own count of row-lock waits and the milliseconds spent in them, server-wide:
+    the contention itself, less blurred by a busy machine than orders/s."""
+    with database(stack) as connection, connection.cursor() as cursor:
+        cursor.execute(
+            "SHOW GLOBAL STATUS WHERE Variable_name IN "
+            "('Innodb_row_lock_waits', 'Innodb_row_lock_time')"
+        )
+        values = dict(cursor.fetchall())
+    return int(values["Innodb_row_lock_waits"]), int(values["Innodb_row_lock_time"])
+
+
 def settled_stock_and_sold(stack: LocalStack, product_id: int) -> tuple[int, int]:
     """Once the orders still in flight when wrk stopped have committed (a round must not count
     the previous round's stragglers): sold unchanged for one second."""
@@ -116,8 +128,10 @@ def hot_round(
     set_stock_segments(server.base_url, admin, product_id, segments)
     _, sold_before = settled_stock_and_sold(stack, product_id)
     lines = order_lines(users, product_id, 400 * DURATION)
+    waits_before, wait_ms_before = row_lock_waits(stack)
     result = run_wrk(f"hot item, stock_segments={segments}", server, lines)
     stock, sold = settled_stock_and_sold(stack, product_id)
+    waits, wait_ms = row_lock_waits(stack)
     if stock + (sold - sold_before) != HOT_STOCK:
         raise SystemExit(f"hot item: stock {stock} + sold {sold - sold_before} != {HOT_STOCK}")
     return {
@@ -127,6 +141,8 @@ def hot_round(
         "non_2xx": result.non_2xx,
         "sold": sold - sold_before,
         "stock_left": stock,
+        "row_lock_waits_per_order": round((waits - waits_before) / max(1, sold - sold_before), 2),
+        "row_lock_ms_per_order": round((wait_ms - wait_ms_before) / max(1, sold - sold_before), 1),
     }
 
 
