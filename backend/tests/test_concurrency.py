@@ -18,10 +18,20 @@ from sqlalchemy import create_engine, func, select, text, update
 from sqlalchemy.orm import Session
 
 from minishop import config
+from minishop.domain import stock
 from minishop.domain.completion import complete_shipped_orders
 from minishop.domain.orders import order_list_query
 from minishop.extensions import db
-from minishop.models import Category, Order, OrderItem, OrderStatus, Product
+from minishop.models import (
+    Category,
+    Order,
+    OrderItem,
+    OrderStatus,
+    Product,
+    ProductStockSegment,
+    Role,
+    User,
+)
 from tests.conftest import BACKEND_DIR
 from tests.shipping import insert_order, ship
 from tests.signing import json_bytes, signed_headers
@@ -85,6 +95,25 @@ def make_products(stocks: list[int]) -> list[int]:
     return [p.id for p in products]
 
 
+def split(product_id: int, segments: int) -> None:
+    """What the admin's PATCH does: spread the product's stock over `segments` rows."""
+    db.session.execute(
+        update(Product).where(Product.id == product_id).values(stock_segments=segments)
+    )
+    stock.spread(db.session, product_id, total=None)
+    db.session.commit()
+
+
+def total_stock_and_sold(product_id: int) -> tuple[int, int]:
+    total = fresh(select(Product.total_stock).where(Product.id == product_id))
+    sold = db.session.scalar(
+        select(func.coalesce(func.sum(OrderItem.quantity), 0)).where(
+            OrderItem.product_id == product_id
+        )
+    )
+    return total, sold
+
+
 def fresh(statement: Any) -> Any:
     db.session.rollback()  # a new snapshot: see what the gunicorn workers committed
     return db.session.scalar(statement)
@@ -114,6 +143,104 @@ def test_no_oversell_with_200_concurrent_orders_from_20_users(
     assert (
         fresh(select(func.sum(OrderItem.quantity)).where(OrderItem.product_id == product_id)) == 50
     )
+
+
+def test_no_oversell_on_a_split_product_with_200_concurrent_buyers(
+    live_server: str, emulator: EmulatorControl, app: Any
+) -> None:
+    (product_id,) = make_products([150])
+    split(product_id, 8)
+    users = log_in_users(live_server, emulator, 20)
+    calls = [
+        (
+            lambda user=user, n=n: post_order(
+                live_server, user, [{"product_id": product_id, "quantity": 1}], f"split-{n:04d}"
+            )
+        )
+        for user in users
+        for n in range(10)
+    ]
+    outcomes = sorted((r.status_code, r.json()["code"]) for r in run_concurrently(calls))
+
+    assert outcomes.count((201, 0)) == 150, outcomes
+    assert outcomes.count((409, 40901)) == 50, outcomes
+    assert total_stock_and_sold(product_id) == (0, 150)
+    segments = db.session.scalars(
+        select(ProductStockSegment.stock).where(ProductStockSegment.product_id == product_id)
+    ).all()
+    assert segments == [0] * 8
+
+
+def test_a_split_product_sells_what_only_its_segments_together_hold(
+    live_server: str, emulator: EmulatorControl, app: Any
+) -> None:
+    """16 over 8 segments is 2 a segment: every order of 3 needs the careful path, and exactly
+    five of them fit."""
+    (product_id,) = make_products([16])
+    split(product_id, 8)
+    users = log_in_users(live_server, emulator, 10)
+    calls = [
+        (
+            lambda n=n: post_order(
+                live_server,
+                users[n % 10],
+                [{"product_id": product_id, "quantity": 3}],
+                f"across-{n:04d}",
+            )
+        )
+        for n in range(40)
+    ]
+    outcomes = sorted((r.status_code, r.json()["code"]) for r in run_concurrently(calls))
+
+    assert outcomes.count((201, 0)) == 5, outcomes
+    assert outcomes.count((409, 40901)) == 35, outcomes
+    assert total_stock_and_sold(product_id) == (1, 15)
+
+
+def test_re_splitting_while_orders_run_loses_no_unit(
+    live_server: str, emulator: EmulatorControl, app: Any
+) -> None:
+    (product_id,) = make_products([300])
+    users = log_in_users(live_server, emulator, 21)
+    admin = users.pop()
+    db.session.execute(update(User).where(User.id == admin["user"]["id"]).values(role=Role.ADMIN))
+    db.session.commit()
+    go = threading.Event()
+    answers: list[int] = []
+
+    def re_split() -> None:
+        go.wait()
+        version = 1
+        for segments in [8, 1, 16, 3, 64, 1, 8, 2]:
+            path = f"/api/v1/admin/products/{product_id}"
+            body = json_bytes({"version": version, "stock_segments": segments})
+            answer = requests.patch(
+                f"{live_server}{path}",
+                data=body,
+                headers=signed_headers(admin, "PATCH", path, body)
+                | {"Content-Type": "application/json"},
+                timeout=60,
+            )
+            assert answer.status_code == 200, answer.text
+            version = answer.json()["data"]["version"]
+            answers.append(answer.json()["data"]["stock_segments"])
+
+    def buy(n: int) -> requests.Response:
+        go.wait()
+        line = [{"product_id": product_id, "quantity": 1}]
+        return post_order(live_server, users[n % 20], line, f"re-split-{n:04d}")
+
+    with ThreadPoolExecutor(POOL) as pool:
+        admin_done = pool.submit(re_split)
+        bought = [pool.submit(buy, n) for n in range(200)]
+        go.set()
+        admin_done.result()
+        responses = [done.result() for done in bought]
+
+    assert answers == [8, 1, 16, 3, 64, 1, 8, 2]
+    assert [r.status_code for r in responses] == [201] * 200
+    assert total_stock_and_sold(product_id) == (100, 200)
+    assert fresh(select(Product.stock_segments).where(Product.id == product_id)) == 2
 
 
 def test_multi_line_orders_racing_on_overlapping_products_stay_consistent(
@@ -175,7 +302,9 @@ def run_expiry_job() -> subprocess.Popen[str]:
     )
 
 
+@pytest.mark.parametrize("segments", [1, 8])
 def test_cancels_racing_two_expiry_jobs_return_stock_exactly_once(
+    segments: int,
     live_server: str,
     emulator: EmulatorControl,
     app: Any,
@@ -183,6 +312,7 @@ def test_cancels_racing_two_expiry_jobs_return_stock_exactly_once(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     (product_id,) = make_products([50])
+    split(product_id, segments)
     users = log_in_users(live_server, emulator, 5)
     placed = run_concurrently(
         [
@@ -229,7 +359,7 @@ def test_cancels_racing_two_expiry_jobs_return_stock_exactly_once(
     cancelled_by_users = sum(r.status_code == 200 for r in cancels)
     assert {r.status_code for r in cancels} <= {200, 409}
     assert expired_by_jobs + cancelled_by_users == 30
-    assert fresh(select(Product.stock).where(Product.id == product_id)) == 50
+    assert fresh(select(Product.total_stock).where(Product.id == product_id)) == 50
     assert (
         fresh(select(func.count()).select_from(Order).where(Order.status == OrderStatus.CANCELLED))
         == 30

@@ -29,6 +29,7 @@ from minishop.domain import catalog, catalog_admin, orders, refunds
 from minishop.domain.catalog import CatalogCache
 from minishop.envelope import Envelope, ok
 from minishop.models import OrderStatus, Product, ProductStatus, RefundStatus
+from minishop.models.catalog import MAX_STOCK_SEGMENTS
 
 bp = APIBlueprint(
     "admin",
@@ -80,6 +81,17 @@ class ProductPatch(PatchBody):
     description: str | None = Field(None, max_length=5000)
     price_fen: int | None = Field(None, ge=0, le=100_000_000)
     cover_url: str | None = Field(None, max_length=512, pattern=COVER_URL)
+    stock_segments: int | None = Field(
+        None,
+        ge=1,
+        le=MAX_STOCK_SEGMENTS,
+        description="1: the stock in one row; 2..64: split over that many rows for a hot item "
+        "(re-splits the current stock, losing no unit while orders run)",
+    )
+
+
+class AdminProductOut(ProductDetailOut):
+    stock_segments: int
 
 
 class StockBody(StrictBody):
@@ -101,8 +113,10 @@ def _catalog() -> tuple[Session, CatalogCache]:
     return extensions.session(), extensions.catalog_cache.get()
 
 
-def product_out(product: Product) -> ProductDetailOut:
-    return ProductDetailOut.model_validate(catalog.product_document(product))
+def product_out(product: Product) -> AdminProductOut:
+    return AdminProductOut.model_validate(
+        catalog.product_document(product) | {"stock_segments": product.stock_segments}
+    )
 
 
 @bp.post("/categories", responses={201: Envelope[CategoryOut]})
@@ -127,12 +141,12 @@ def delete_category(path: CategoryPath) -> Response:
     return ok(Deleted(deleted=True))
 
 
-@bp.post("/products", responses={201: Envelope[ProductDetailOut]})
+@bp.post("/products", responses={201: Envelope[AdminProductOut]})
 def create_product(body: ProductBody) -> Response:
     return ok(product_out(catalog_admin.create_product(*_catalog(), body.model_dump())), status=201)
 
 
-@bp.patch("/products/<int:product_id>", responses={200: Envelope[ProductDetailOut]})
+@bp.patch("/products/<int:product_id>", responses={200: Envelope[AdminProductOut]})
 def update_product(path: ProductPath, body: ProductPatch) -> Response:
     changes = body.model_dump(exclude_unset=True, exclude={"version"})
     return ok(
@@ -142,19 +156,19 @@ def update_product(path: ProductPath, body: ProductPatch) -> Response:
     )
 
 
-@bp.put("/products/<int:product_id>/stock", responses={200: Envelope[ProductDetailOut]})
+@bp.put("/products/<int:product_id>/stock", responses={200: Envelope[AdminProductOut]})
 def set_stock(path: ProductPath, body: StockBody) -> Response:
     return ok(product_out(catalog_admin.set_stock(*_catalog(), path.product_id, body.stock)))
 
 
-@bp.post("/products/<int:product_id>/on-sale", responses={200: Envelope[ProductDetailOut]})
+@bp.post("/products/<int:product_id>/on-sale", responses={200: Envelope[AdminProductOut]})
 def put_on_sale(path: ProductPath) -> Response:
     return ok(
         product_out(catalog_admin.set_status(*_catalog(), path.product_id, ProductStatus.ON_SALE))
     )
 
 
-@bp.post("/products/<int:product_id>/off-sale", responses={200: Envelope[ProductDetailOut]})
+@bp.post("/products/<int:product_id>/off-sale", responses={200: Envelope[AdminProductOut]})
 def take_off_sale(path: ProductPath) -> Response:
     return ok(
         product_out(catalog_admin.set_status(*_catalog(), path.product_id, ProductStatus.OFF_SALE))

@@ -6,7 +6,7 @@ from datetime import datetime
 
 from flask import Response
 from flask_openapi3 import APIBlueprint, Tag
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import AliasChoices, BaseModel, ConfigDict, Field
 
 from minishop import extensions
 from minishop.api.common import MAX_PAGE_SIZE, Id, Page, PageQuery
@@ -31,7 +31,8 @@ class ProductOut(BaseModel):
     category_id: int
     title: str
     price_fen: int = Field(description="price in fen (1/100 yuan)")
-    stock: int
+    # From a Product: total_stock, the segments of a split product included.
+    stock: int = Field(validation_alias=AliasChoices("total_stock", "stock"))
     status: str
     cover_url: str
     version: int

@@ -41,7 +41,7 @@ def product_document(product: Product) -> dict[str, Any]:
         "title": product.title,
         "description": product.description,
         "price_fen": product.price_fen,
-        "stock": product.stock,
+        "stock": product.total_stock,  # a split product's segments included
         "status": product.status,
         "cover_url": product.cover_url,
         "version": product.version,

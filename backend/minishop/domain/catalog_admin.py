@@ -8,6 +8,7 @@ from sqlalchemy import update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
+from minishop.domain import stock
 from minishop.domain.catalog import CatalogCache
 from minishop.domain.transactions import in_transaction
 from minishop.errors import AppError, ErrorCode
@@ -77,7 +78,9 @@ def update_product(
     version: int,
     changes: dict[str, Any],
 ) -> Product:
-    """Optimistic concurrency: applies only if nobody changed the product since `version`."""
+    """Optimistic concurrency: applies only if nobody changed the product since `version`.
+    `stock_segments` among the changes re-splits (or merges) the current stock in the same
+    transaction, while orders go on (domain/stock.py)."""
     if "category_id" in changes:
         _category(session, changes["category_id"])
 
@@ -95,6 +98,9 @@ def update_product(
                 ErrorCode.CONFLICT,
                 f"the product is at version {product.version}, not {version}: read it again",
             )
+        if "stock_segments" in changes:
+            stock.spread(session, product_id, total=None)
+            session.refresh(product)
         return product
 
     product = in_transaction(session, work)
@@ -119,9 +125,20 @@ def _write(session: Session, catalog: CatalogCache, product_id: int, **values: A
     return product
 
 
-def set_stock(session: Session, catalog: CatalogCache, product_id: int, stock: int) -> Product:
-    """An absolute count from a stocktake; not versioned, since orders change stock constantly."""
-    return _write(session, catalog, product_id, stock=stock)
+def set_stock(session: Session, catalog: CatalogCache, product_id: int, total: int) -> Product:
+    """An absolute count from a stocktake (a split product's total, spread evenly over its
+    segments); not versioned, since orders change stock constantly."""
+
+    def work() -> Product:
+        if stock.spread(session, product_id, total=total) is None:
+            raise AppError(ErrorCode.NOT_FOUND, "product not found")
+        product = _product(session, product_id)
+        session.refresh(product)
+        return product
+
+    product = in_transaction(session, work)
+    catalog.forget_products([product_id])
+    return product
 
 
 def set_status(

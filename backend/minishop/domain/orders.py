@@ -1,8 +1,9 @@
 """Placing, reading, cancelling and expiring orders — without ever overselling.
 
 Stock for every line is taken in one transaction with conditional updates
-(`stock = stock - q WHERE stock >= q`), product rows always in ascending id order so two orders
-cannot deadlock each other. A shortage rolls the whole transaction back: nothing is written.
+(`stock = stock - q WHERE stock >= q`, on the product row or on one segment of a split product:
+domain/stock.py), products always in ascending id order so two orders cannot deadlock each
+other. A shortage rolls the whole transaction back: nothing is written.
 Cancelling and expiring return stock inside the same transaction as the state change, and only
 the winner of the conditional state update does it: stock comes back exactly once.
 """
@@ -18,15 +19,16 @@ from collections.abc import Collection
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from sqlalchemy import ColumnElement, Select, func, select, update
+from sqlalchemy import ColumnElement, Select, func, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
+from minishop.domain import stock
 from minishop.domain.catalog import CatalogCache
 from minishop.domain.order_state import transition
 from minishop.domain.transactions import in_transaction
 from minishop.errors import AppError, ErrorCode
-from minishop.models import Order, OrderItem, OrderStatus, Product, ProductStatus, User
+from minishop.models import Order, OrderItem, OrderStatus, ProductStatus, User
 from minishop.models.types import utcnow
 from minishop.observability import metrics
 from minishop.observability.log_context import bind_log_fields
@@ -34,6 +36,8 @@ from minishop.observability.log_context import bind_log_fields
 EXPIRY_BATCH = 100
 # total_fen and subtotal_fen are INT columns; a larger total is refused rather than overflowing.
 MAX_TOTAL_FEN = 2**31 - 1
+# Fresh attempts beyond one per product an order may have to take carefully (domain/stock.py).
+RETRIES = 3
 log = logging.getLogger(__name__)
 
 
@@ -81,83 +85,73 @@ def _replay(order: Order, fingerprint: str) -> PlacedOrder:
     return PlacedOrder(order, created=False)
 
 
-def _take_stock(session: Session, quantities: dict[int, int]) -> None:
-    for product_id, quantity in quantities.items():  # ascending ids: a fixed lock order
-        taken = session.execute(
-            update(Product)
-            .where(
-                Product.id == product_id,
-                Product.status == ProductStatus.ON_SALE,
-                Product.stock >= quantity,
+def _line_items(views: dict[int, stock.ProductView], quantities: dict[int, int]) -> list[OrderItem]:
+    items = []
+    for product_id, quantity in quantities.items():
+        view = views.get(product_id)
+        if view is None or view.status != ProductStatus.ON_SALE:
+            raise stock.NotOnSale(product_id)
+        items.append(
+            OrderItem(
+                product_id=product_id,
+                title=view.title,
+                price_fen=view.price_fen,
+                quantity=quantity,
+                subtotal_fen=view.price_fen * quantity,
             )
-            .values(stock=Product.stock - quantity)
-            .execution_options(synchronize_session=False)
         )
-        if taken.rowcount == 1:  # type: ignore[attr-defined]
-            continue
-        product = session.get(Product, product_id)
-        if product is None or product.status != ProductStatus.ON_SALE:
-            raise AppError(
-                ErrorCode.INVALID_PARAMS,
-                data={
-                    "errors": [
-                        {"field": "items", "message": f"product {product_id} is not on sale"}
-                    ]
-                },
-            )
-        metrics.ORDERS_OUT_OF_STOCK.inc()
-        raise AppError(ErrorCode.OUT_OF_STOCK, data={"product_id": product_id})
+    total = sum(item.subtotal_fen for item in items)
+    if total > MAX_TOTAL_FEN:
+        message = f"the order total may be at most {MAX_TOTAL_FEN} fen"
+        raise AppError(
+            ErrorCode.INVALID_PARAMS, data={"errors": [{"field": "items", "message": message}]}
+        )
+    return items
 
 
 def _insert_order(
     session: Session,
-    user: User,
-    quantities: dict[int, int],
+    user_id: int,
+    items: list[OrderItem],
     remark: str,
     idempotency_key: str,
     fingerprint: str,
     expire_after: timedelta,
 ) -> Order:
-    # The rows are locked by this transaction now: titles and prices cannot change under us.
-    products = {
-        p.id: p
-        for p in session.scalars(
-            select(Product)
-            .where(Product.id.in_(quantities))
-            .execution_options(populate_existing=True)
-        )
-    }
+    """Every column set here, so that the object stays complete once detached (no reload)."""
     now = utcnow()
     order = Order(
         order_no=new_order_no(now),
-        user_id=user.id,
+        user_id=user_id,
         status=OrderStatus.PENDING_PAYMENT,
         remark=remark,
         idempotency_key=idempotency_key,
         request_hash=fingerprint,
         expires_at=now + expire_after,
-        total_fen=0,
+        total_fen=sum(item.subtotal_fen for item in items),
+        items=[],  # an empty, loaded collection: adding the items later reads nothing
+        paid_at=None,
+        shipped_at=None,
+        completed_at=None,
+        refunded_fen=0,
+        status_before_refund=None,
+        version=1,
+        created_at=now,
+        updated_at=now,
     )
-    for product_id, quantity in quantities.items():
-        product = products[product_id]
-        order.items.append(
-            OrderItem(
-                product_id=product_id,
-                title=product.title,
-                price_fen=product.price_fen,
-                quantity=quantity,
-                subtotal_fen=product.price_fen * quantity,
-            )
-        )
-    order.total_fen = sum(item.subtotal_fen for item in order.items)
-    if order.total_fen > MAX_TOTAL_FEN:
-        message = f"the order total may be at most {MAX_TOTAL_FEN} fen"
-        raise AppError(
-            ErrorCode.INVALID_PARAMS, data={"errors": [{"field": "items", "message": message}]}
-        )
     session.add(order)
     session.flush()
     return order
+
+
+def _not_placed(product_id: int, reason: Exception) -> AppError:
+    if isinstance(reason, stock.OutOfStock):
+        metrics.ORDERS_OUT_OF_STOCK.inc()
+        return AppError(ErrorCode.OUT_OF_STOCK, data={"product_id": product_id})
+    message = f"product {product_id} is not on sale"
+    return AppError(
+        ErrorCode.INVALID_PARAMS, data={"errors": [{"field": "items", "message": message}]}
+    )
 
 
 def place_order(
@@ -171,27 +165,62 @@ def place_order(
     expire_after: timedelta,
 ) -> PlacedOrder:
     """Take the stock and record the order, or change nothing; unpaid, it expires after
-    `expire_after`. A retry with the same `idempotency_key` answers the order it placed."""
+    `expire_after`. A retry with the same `idempotency_key` answers the order it placed.
+
+    Few round trips: one read of the products (no lock), the order inserted (a retried key
+    shows up as its duplicate key), the stock of unsplit products taken, the items inserted, and
+    a split product's segment taken last, so its lock is held only until the commit right after.
+    The order is detached before the commit, so answering it reads nothing back.
+    """
     quantities = merge_lines(lines)
     fingerprint = request_fingerprint(quantities, remark)
-    existing = _existing(session, user.id, idempotency_key)
-    if existing is not None:
-        return _replay(existing, fingerprint)
+    user_id = user.id  # read once: a retry after a rollback would load the expired user again
+    careful: set[int] = set()
 
     def work() -> Order:
-        _take_stock(session, quantities)
-        return _insert_order(
-            session, user, quantities, remark, idempotency_key, fingerprint, expire_after
+        views = stock.snapshot(session, list(quantities))
+        items = _line_items(views, quantities)
+        order = _insert_order(
+            session, user_id, items, remark, idempotency_key, fingerprint, expire_after
         )
+        split = []
+        for product_id, quantity in quantities.items():  # ascending ids: the lock order
+            view = views[product_id]
+            if product_id in careful or not stock.segment_may_serve(view, quantity):
+                stock.take_carefully(session, view, quantity)
+            elif not stock.is_split(view):
+                stock.take_from_row(session, view, quantity)
+            else:
+                if len(quantities) > 1:
+                    stock.share_lock(session, product_id)
+                split.append(view)
+        order.items.extend(items)
+        session.flush()
+        for view in split:  # the hot rows last, locked just before the commit
+            stock.take_from_segment(session, view, quantities[view.id])
+        session.expunge(order)
+        return order
 
-    try:
-        order = in_transaction(session, work)
-    except IntegrityError:
-        # The same key won a race a moment ago in another request: answer with its order.
-        existing = _existing(session, user.id, idempotency_key)
-        if existing is None:
-            raise
-        return _replay(existing, fingerprint)
+    for _ in range(len(quantities) + RETRIES):
+        try:
+            order = in_transaction(session, work)
+            break
+        except stock.Retry as retry:
+            careful.add(retry.product_id)
+        except (stock.NotOnSale, stock.OutOfStock) as reason:
+            existing = _existing(session, user_id, idempotency_key)
+            if existing is not None:
+                return _replay(existing, fingerprint)
+            raise _not_placed(reason.args[0], reason) from None
+        except IntegrityError:
+            # The same key placed an order before, or won a race a moment ago in another
+            # request: answer with that order.
+            existing = _existing(session, user_id, idempotency_key)
+            if existing is None:
+                raise
+            return _replay(existing, fingerprint)
+    else:
+        raise AppError(ErrorCode.CONFLICT, "the products changed meanwhile: try again")
     catalog.forget_products(list(quantities))
     metrics.ORDERS_CREATED.inc()
     bind_log_fields(order_no=order.order_no, order_status=order.status)
@@ -250,18 +279,13 @@ def list_orders(
 
 
 def return_stock(session: Session, orders: list[Order]) -> list[int]:
-    """Put the items of `orders` back, one UPDATE per product in ascending id (the lock order)."""
+    """Put the items of `orders` back, products in ascending id (the lock order)."""
     returned: Counter[int] = Counter()
     for order in orders:
         for item in order.items:
             returned[item.product_id] += item.quantity
-    for product_id, quantity in sorted(returned.items()):
-        session.execute(
-            update(Product)
-            .where(Product.id == product_id)
-            .values(stock=Product.stock + quantity)
-            .execution_options(synchronize_session=False)
-        )
+    if returned:
+        stock.put_back(session, dict(returned))
     return sorted(returned)
 
 

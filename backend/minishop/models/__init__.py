@@ -2,7 +2,7 @@
 settings every SQLite connection gets (foreign keys on, WAL, a busy timeout: models/sqlite.py)."""
 
 from minishop.models import sqlite  # noqa: F401  (its listener configures SQLite connections)
-from minishop.models.catalog import Category, Product, ProductStatus
+from minishop.models.catalog import Category, Product, ProductStatus, ProductStockSegment
 from minishop.models.file import StoredFile
 from minishop.models.order import Order, OrderItem, OrderStatus
 from minishop.models.payment import Payment, PaymentStatus, Refund, RefundStatus
@@ -19,6 +19,7 @@ __all__ = [
     "PaymentStatus",
     "Product",
     "ProductStatus",
+    "ProductStockSegment",
     "RefreshToken",
     "Refund",
     "RefundStatus",

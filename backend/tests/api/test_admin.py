@@ -7,10 +7,10 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from flask.testing import FlaskClient
-from sqlalchemy import update
+from sqlalchemy import select, update
 
 from minishop.extensions import db
-from minishop.models import Order, OrderStatus
+from minishop.models import Order, OrderStatus, Product, ProductStockSegment
 from tests.api.test_orders import place
 from tests.conftest import bearer
 from tests.signing import send_signed, signed_headers
@@ -166,3 +166,44 @@ def test_admin_writes_must_be_signed(client: FlaskClient, admin: dict[str, Any])
     )
     assert_envelope(unsigned, 401, 40102)
     assert client.get("/api/v1/categories").get_json()["data"]["items"] == []
+
+
+def test_splitting_a_product_keeps_its_stock_and_a_stocktake_spreads_over_the_segments(
+    client: FlaskClient, admin: dict[str, Any], catalog: dict[str, Any]
+) -> None:
+    jerky = catalog["jerky"]
+    path = f"/api/v1/admin/products/{jerky.id}"
+    for bad in (0, 65, "8"):
+        response = send_signed(client, admin, "PATCH", path, {"version": 1, "stock_segments": bad})
+        assert_envelope(response, 400, 40000)
+    assert client.get(f"/api/v1/products/{jerky.id}").get_json()["data"]["stock"] == 100  # cached
+
+    split = send_signed(client, admin, "PATCH", path, {"version": 1, "stock_segments": 8})
+    data = assert_envelope(split, 200, 0)["data"]
+    assert (data["stock_segments"], data["stock"], data["version"]) == (8, 100, 2)
+    assert segment_stocks(jerky.id) == [13] * 4 + [12] * 4
+    assert client.get(f"/api/v1/products/{jerky.id}").get_json()["data"]["stock"] == 100
+    listed = client.get("/api/v1/products?q=jerky").get_json()["data"]["items"]
+    assert [item["stock"] for item in listed] == [100]
+
+    stocktake = send_signed(client, admin, "PUT", f"{path}/stock", {"stock": 10})
+    assert assert_envelope(stocktake, 200, 0)["data"]["stock"] == 10
+    assert segment_stocks(jerky.id) == [2, 2] + [1] * 6
+
+    merged = send_signed(client, admin, "PATCH", path, {"version": 2, "stock_segments": 1})
+    data = assert_envelope(merged, 200, 0)["data"]
+    assert (data["stock_segments"], data["stock"]) == (1, 10)
+    assert segment_stocks(jerky.id) == []
+    db.session.rollback()
+    assert db.session.scalar(select(Product.stock).where(Product.id == jerky.id)) == 10
+
+
+def segment_stocks(product_id: int) -> list[int]:
+    db.session.rollback()
+    return list(
+        db.session.scalars(
+            select(ProductStockSegment.stock)
+            .where(ProductStockSegment.product_id == product_id)
+            .order_by(ProductStockSegment.segment)
+        )
+    )

@@ -10,8 +10,9 @@ from typing import Any
 import pytest
 from flask.testing import FlaskClient
 from prometheus_client import REGISTRY
-from sqlalchemy import func, select
+from sqlalchemy import event, func, select, update
 
+from minishop.domain import stock
 from minishop.extensions import db
 from minishop.models import Order, OrderItem, Product
 from tests.conftest import bearer
@@ -78,6 +79,76 @@ def test_the_detail_shows_current_stock_right_after_an_order(
     puer = catalog["puer"]
     assert client.get(f"/api/v1/products/{puer.id}").get_json()["data"]["stock"] == 5  # cached now
     place(client, log_in(), {"items": [{"product_id": puer.id, "quantity": 2}]})
+    assert client.get(f"/api/v1/products/{puer.id}").get_json()["data"]["stock"] == 3
+
+
+def statements_of(client: FlaskClient, data: dict[str, Any], body: Any, key: str) -> list[str]:
+    """The first words of every statement the order's request sent, COMMIT included."""
+    sent: list[str] = []
+
+    def record(_conn: Any, _cursor: Any, statement: str, *_: Any) -> None:
+        sent.append(" ".join(statement.split()[:3]))
+
+    def commit(_conn: Any) -> None:
+        sent.append("COMMIT")
+
+    event.listen(db.engine, "before_cursor_execute", record)
+    event.listen(db.engine, "commit", commit)
+    try:
+        assert_envelope(place(client, data, body, key), 201, 0)
+    finally:
+        event.remove(db.engine, "before_cursor_execute", record)
+        event.remove(db.engine, "commit", commit)
+    return sent
+
+
+@pytest.mark.parametrize("segments", [1, 8])
+def test_an_order_takes_four_statements_and_reads_nothing_back(
+    segments: int, client: FlaskClient, log_in: LogIn, catalog: dict[str, Any]
+) -> None:
+    """After authentication: one read of the products, the order, the stock (a split product's
+    segment last, right before the commit), the items, the commit; the answer reads nothing."""
+    puer = catalog["puer"]
+    db.session.execute(update(Product).where(Product.id == puer.id).values(stock_segments=segments))
+    stock.spread(db.session, puer.id, total=None)
+    db.session.commit()
+    data, body = log_in(), {"items": [{"product_id": puer.id, "quantity": 1}]}
+    sent = statements_of(client, data, body, "count-0001")
+    take = (
+        ["UPDATE products SET", "INSERT INTO order_items"]
+        if segments == 1
+        else ["INSERT INTO order_items", "UPDATE product_stock_segments SET"]
+    )
+    assert sent[2:] == [
+        "SELECT products.id, products.title,",
+        "INSERT INTO orders",
+        *take,
+        "COMMIT",
+    ]
+    assert [s.split(" ")[1].split(".")[0] for s in sent[:2]] == ["auth_sessions", "users"]
+    assert client.get(f"/api/v1/products/{puer.id}").get_json()["data"]["stock"] == 4
+
+
+def test_an_order_no_single_segment_can_serve_locks_them_all_at_once(
+    client: FlaskClient, log_in: LogIn, catalog: dict[str, Any]
+) -> None:
+    """5 over 8 segments is 1 in each of five: 2 are taken across two, with no retry."""
+    puer = catalog["puer"]
+    db.session.execute(update(Product).where(Product.id == puer.id).values(stock_segments=8))
+    stock.spread(db.session, puer.id, total=None)
+    db.session.commit()
+    body = {"items": [{"product_id": puer.id, "quantity": 2}]}
+    sent = statements_of(client, log_in(), body, "across-0001")
+    assert sent[2:] == [
+        "SELECT products.id, products.title,",
+        "INSERT INTO orders",
+        "SELECT products.category_id, products.title,",  # FOR UPDATE
+        "SELECT product_stock_segments.segment, product_stock_segments.stock",  # FOR UPDATE
+        "UPDATE product_stock_segments SET",
+        "UPDATE product_stock_segments SET",
+        "INSERT INTO order_items",
+        "COMMIT",
+    ]
     assert client.get(f"/api/v1/products/{puer.id}").get_json()["data"]["stock"] == 3
 
 
