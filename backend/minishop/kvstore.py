@@ -26,9 +26,11 @@ import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
+from types import TracebackType
 from typing import IO, Any, Protocol
 
 import redis
+import redis.client
 import redis.exceptions
 
 from minishop.redis_client import client_for
@@ -92,7 +94,50 @@ class KeyValueStore(Protocol):
         """Delete `key` and make every write prepared under the old generation a no-op."""
         ...
 
+    def forget_prefix(self, prefix: str, generation_key: str) -> None:
+        """Delete every key under `prefix` (but `generation_key`) and bump that generation."""
+        ...
+
+    def publish(self, channel: str, message: str) -> None:
+        """Tell every process listening on `channel` (nothing where there is no pub/sub)."""
+        ...
+
+    def subscribe(self, channel: str) -> Subscription | None:
+        """Messages published on `channel` from now on; None where there is no pub/sub."""
+        ...
+
     def ping(self) -> bool: ...
+
+
+class Subscription(Protocol):
+    def get_message(self, timeout_seconds: float) -> str | None:
+        """The next message, or None when none came within `timeout_seconds`."""
+        ...
+
+    def __enter__(self) -> Subscription: ...
+
+    def __exit__(
+        self, kind: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None: ...
+
+
+class RedisSubscription:
+    """A redis-py PubSub on its own connection, closed on exit."""
+
+    def __init__(self, pubsub: redis.client.PubSub) -> None:
+        self.pubsub = pubsub
+
+    def get_message(self, timeout_seconds: float) -> str | None:
+        message = self.pubsub.get_message(ignore_subscribe_messages=True, timeout=timeout_seconds)
+        return None if message is None else str(message["data"])
+
+    def __enter__(self) -> RedisSubscription:
+        return self
+
+    def __exit__(
+        self, kind: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.pubsub.close()
 
 
 def _milliseconds(seconds: float) -> int:
@@ -137,6 +182,28 @@ class RedisStore:
     def bump_generation(self, key: str, generation_key: str) -> None:
         keys = [self.prefix + key, self.prefix + generation_key]
         self._bump_generation(keys=keys, args=[_milliseconds(GENERATION_TTL_SECONDS)])
+
+    def forget_prefix(self, prefix: str, generation_key: str) -> None:
+        """The bump comes first: a rebuild that read before it cannot store afterwards, and one
+        that stored before it is still there for the scan to find."""
+        full_generation_key = self.prefix + generation_key
+        self.client.incr(full_generation_key)
+        self.client.pexpire(full_generation_key, _milliseconds(GENERATION_TTL_SECONDS))
+        doomed = [
+            key
+            for key in self.client.scan_iter(match=self.prefix + prefix + "*", count=1000)
+            if key != full_generation_key
+        ]
+        if doomed:
+            self.client.delete(*doomed)
+
+    def publish(self, channel: str, message: str) -> None:
+        self.client.publish(self.prefix + channel, message)
+
+    def subscribe(self, channel: str) -> RedisSubscription:
+        pubsub = self.client.pubsub()  # type: ignore[no-untyped-call]
+        pubsub.subscribe(self.prefix + channel)
+        return RedisSubscription(pubsub)
 
     def ping(self) -> bool:
         return bool(self.client.ping())
@@ -294,6 +361,21 @@ class SQLiteStore:
             connection.execute("DELETE FROM kv WHERE key = ?", (key,))
             bumped = int(self._live(connection, generation_key, now) or "0") + 1
             connection.execute(UPSERT, (generation_key, str(bumped), now + GENERATION_TTL_SECONDS))
+
+    def forget_prefix(self, prefix: str, generation_key: str) -> None:
+        with self._writing() as (connection, now):
+            connection.execute(
+                "DELETE FROM kv WHERE substr(key, 1, ?) = ? AND key != ?",
+                (len(prefix), prefix, generation_key),
+            )
+            bumped = int(self._live(connection, generation_key, now) or "0") + 1
+            connection.execute(UPSERT, (generation_key, str(bumped), now + GENERATION_TTL_SECONDS))
+
+    def publish(self, channel: str, message: str) -> None:
+        """No pub/sub in a file: the first-level cache's TTL bounds what other workers see."""
+
+    def subscribe(self, channel: str) -> None:
+        return None
 
     def ping(self) -> bool:
         return self.file.read("SELECT 1", ()) == (1,)
