@@ -130,6 +130,8 @@ class LocalCache:
         self.ttl = ttl
         self.max_bytes = max_bytes
         self.size = 0
+        # Bumped by every eviction: a body read from the store before one is not kept after it.
+        self.epoch = 0
         self._entries: OrderedDict[str, tuple[float, Body]] = OrderedDict()
         self._lock = threading.Lock()
 
@@ -147,11 +149,15 @@ class LocalCache:
     def _cost(body: Body) -> int:
         return ENTRY_OVERHEAD_BYTES + (0 if body.data is None else len(body.data))
 
-    def put(self, key: str, body: Body) -> None:
+    def put(self, key: str, body: Body, read_at_epoch: int) -> None:
+        """Keep `body`, read from the store when `epoch` was `read_at_epoch`, unless something
+        was evicted since (it may have been this key, invalidated while the body was on its way)."""
         cost = self._cost(body)
         if not self.enabled or cost > self.max_bytes:
             return
         with self._lock:
+            if self.epoch != read_at_epoch:
+                return
             self._pop(key)
             self._entries[key] = (time.monotonic() + self.ttl, body)
             self.size += cost
@@ -167,6 +173,7 @@ class LocalCache:
     def evict(self, key_or_prefix: str) -> None:
         """One key, or every key starting with what precedes a trailing `*`."""
         with self._lock:
+            self.epoch += 1
             if not key_or_prefix.endswith("*"):
                 self._pop(key_or_prefix)
                 return
@@ -176,6 +183,7 @@ class LocalCache:
 
     def clear(self) -> None:
         with self._lock:
+            self.epoch += 1
             self._entries.clear()
             self.size = 0
 
@@ -210,6 +218,7 @@ class ReadThroughCache:
             return body
         if self.local.enabled:
             self._listen_for_invalidations()
+        epoch = self.local.epoch
         generation_key = f"cache:{name}:gen" if whole else f"{doc_key}:gen"
         try:
             body = self._get(name, doc_key, generation_key, ttl, load)
@@ -217,7 +226,7 @@ class ReadThroughCache:
             log.warning("cache %s unavailable, reading the database: %s", name, type(exc).__name__)
             metrics.CACHE_FALLBACKS.labels(name).inc()
             body = Body.of(load())
-        self.local.put(doc_key, body)
+        self.local.put(doc_key, body, epoch)
         return body
 
     def invalidate(self, name: str, key: str) -> None:
