@@ -23,10 +23,15 @@ the envelope as it is: no validation, no encoding per request.
 The first level (`LocalCache`, per worker process): at most CACHE_LOCAL_MAX_BYTES of bodies, each
 kept at most CACHE_LOCAL_TTL_SECONDS (0 turns it off). Coherence bound: a change is visible on
 every worker at most CACHE_LOCAL_TTL_SECONDS (default 1 s) after the invalidation that follows its
-commit. With Redis, invalidations are also published (pub/sub) and every worker evicts the key
-as soon as the message arrives, usually within milliseconds; the TTL is the bound that holds when
-a message is lost (a worker reconnecting empties its first level). The embedded store has no
-pub/sub: there the TTL alone is the bound. The worker that invalidates evicts its own copy at once.
+commit, whatever else fails. In practice it is much sooner:
+- Redis: invalidations are also published (pub/sub) and every worker evicts the key when the
+  message arrives, within milliseconds; a worker that (re)subscribes empties its first level,
+  since messages sent meanwhile are lost, and the TTL covers a message lost otherwise.
+- Embedded store (no pub/sub, one machine): every invalidation increments a counter in a file
+  every worker maps into memory (`kvstore.SharedCounter`); a worker that sees it changed empties
+  its first level before answering, so the next read after the invalidation returns is current.
+The worker that invalidates evicts its own copy at once, and a body read from the store while an
+invalidation happened is not kept (`LocalCache.epoch`).
 """
 
 from __future__ import annotations
@@ -195,6 +200,7 @@ class ReadThroughCache:
         self.local = LocalCache(policy.local_ttl, policy.local_max_bytes)
         self._listener_pid: int | None = None
         self._listener_lock = threading.Lock()
+        self._seen_epoch: int | None = None
 
     def get(
         self,
@@ -212,6 +218,7 @@ class ReadThroughCache:
         if not self.policy.enabled:
             return Body.of(load())
         doc_key = f"cache:{name}:{key}"
+        self._follow_epoch()
         body = self.local.get(doc_key)
         if body is not None:
             metrics.record_cache(name, True)
@@ -226,8 +233,18 @@ class ReadThroughCache:
             log.warning("cache %s unavailable, reading the database: %s", name, type(exc).__name__)
             metrics.CACHE_FALLBACKS.labels(name).inc()
             body = Body.of(load())
+        self._follow_epoch()  # an invalidation while the body was on its way: do not keep it
         self.local.put(doc_key, body, epoch)
         return body
+
+    def _follow_epoch(self) -> None:
+        """The embedded store: any invalidation on the machine empties every first level."""
+        if not self.local.enabled:
+            return
+        epoch = self.store.invalidation_epoch()
+        if epoch is not None and epoch != self._seen_epoch:
+            self._seen_epoch = epoch
+            self.local.clear()
 
     def invalidate(self, name: str, key: str) -> None:
         doc_key = f"cache:{name}:{key}"

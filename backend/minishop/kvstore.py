@@ -20,8 +20,10 @@ the GIL holds one worker to one core. The default therefore stays 2 workers per 
 from __future__ import annotations
 
 import fcntl
+import mmap
 import os
 import sqlite3
+import struct
 import threading
 import time
 from collections.abc import Iterator
@@ -104,6 +106,11 @@ class KeyValueStore(Protocol):
 
     def subscribe(self, channel: str) -> Subscription | None:
         """Messages published on `channel` from now on; None where there is no pub/sub."""
+        ...
+
+    def invalidation_epoch(self) -> int | None:
+        """A number every invalidation on this machine changes, cheap enough to read per request;
+        None where invalidations travel by pub/sub instead (Redis)."""
         ...
 
     def ping(self) -> bool: ...
@@ -205,6 +212,9 @@ class RedisStore:
         pubsub.subscribe(self.prefix + channel)
         return RedisSubscription(pubsub)
 
+    def invalidation_epoch(self) -> None:
+        return None
+
     def ping(self) -> bool:
         return bool(self.client.ping())
 
@@ -277,6 +287,43 @@ class SQLiteFile:
             raise EmbeddedStoreUnavailable(f"{self.path}: {exc}") from exc
 
 
+class SharedCounter:
+    """A 64-bit counter in a small file every process on the machine maps into memory: reading it
+    is a memory read (no system call), incrementing takes an flock of the file."""
+
+    def __init__(self, path: str) -> None:
+        self.path = path
+        self._opened: tuple[int, IO[bytes], mmap.mmap] | None = None
+        self._lock = threading.Lock()
+
+    def _map(self) -> tuple[IO[bytes], mmap.mmap]:
+        opened = self._opened
+        if opened is None or opened[0] != os.getpid():  # a forked child maps it again
+            with self._lock:
+                os.makedirs(os.path.dirname(self.path) or ".", exist_ok=True)
+                handle = open(self.path, "a+b")  # noqa: SIM115  (kept open with the mapping)
+                if os.fstat(handle.fileno()).st_size < 8:
+                    fcntl.flock(handle, fcntl.LOCK_EX)
+                    if os.fstat(handle.fileno()).st_size < 8:
+                        os.ftruncate(handle.fileno(), 8)
+                    fcntl.flock(handle, fcntl.LOCK_UN)
+                opened = (os.getpid(), handle, mmap.mmap(handle.fileno(), 8))
+                self._opened = opened
+        return opened[1], opened[2]
+
+    def read(self) -> int:
+        value: int = struct.unpack_from("<Q", self._map()[1])[0]
+        return value
+
+    def increment(self) -> None:
+        handle, mapped = self._map()
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            struct.pack_into("<Q", mapped, 0, struct.unpack_from("<Q", mapped)[0] + 1)
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
 KV_SCHEMA = """
 CREATE TABLE IF NOT EXISTS kv (
     key TEXT PRIMARY KEY,
@@ -302,6 +349,9 @@ class SQLiteStore:
     def __init__(self, path: str) -> None:
         self.file = SQLiteFile(path, KV_SCHEMA)
         self._next_purge = 0.0
+        # Bumped after every invalidation has committed: the first-level caches of all workers
+        # (minishop/cache.py) compare it on each read, instead of Redis's pub/sub.
+        self.epoch = SharedCounter(f"{path}-epoch")
 
     @contextmanager
     def _writing(self) -> Iterator[tuple[sqlite3.Connection, float]]:
@@ -361,6 +411,7 @@ class SQLiteStore:
             connection.execute("DELETE FROM kv WHERE key = ?", (key,))
             bumped = int(self._live(connection, generation_key, now) or "0") + 1
             connection.execute(UPSERT, (generation_key, str(bumped), now + GENERATION_TTL_SECONDS))
+        self.epoch.increment()
 
     def forget_prefix(self, prefix: str, generation_key: str) -> None:
         with self._writing() as (connection, now):
@@ -370,12 +421,16 @@ class SQLiteStore:
             )
             bumped = int(self._live(connection, generation_key, now) or "0") + 1
             connection.execute(UPSERT, (generation_key, str(bumped), now + GENERATION_TTL_SECONDS))
+        self.epoch.increment()
 
     def publish(self, channel: str, message: str) -> None:
-        """No pub/sub in a file: the first-level cache's TTL bounds what other workers see."""
+        """No pub/sub in a file: `invalidation_epoch` tells the other workers instead."""
 
     def subscribe(self, channel: str) -> None:
         return None
+
+    def invalidation_epoch(self) -> int:
+        return self.epoch.read()
 
     def ping(self) -> bool:
         return self.file.read("SELECT 1", ()) == (1,)

@@ -204,11 +204,27 @@ def product_queries(app: Any) -> Iterator[list[str]]:
         event.remove(engine, "before_cursor_execute", record)
 
 
+@contextmanager
+def subscribed(settings: config.TestingSettings) -> Iterator[None]:
+    """Waits, after the block, until one more process listens for invalidations."""
+    redis = Redis.from_url(settings.REDIS_URL or "")
+    channel = f"{settings.SERVICE_NAME}:cache:invalidations"
+    listening = redis.pubsub_numsub(channel)[0][1]
+    yield
+    deadline = time.monotonic() + 5
+    while redis.pubsub_numsub(channel)[0][1] <= listening:
+        assert time.monotonic() < deadline, "nobody subscribed"
+        time.sleep(0.01)
+    time.sleep(0.05)  # and it has emptied its first level, right after subscribing
+
+
 def test_the_first_level_answers_without_the_store_until_its_ttl(
     settings: config.TestingSettings, app: Any, catalog: dict[str, Any]
 ) -> None:
     own = create_app(settings.model_copy(update={"CACHE_LOCAL_TTL_SECONDS": 0.5}))
     client, url = own.test_client(), f"/api/v1/products/{catalog['puer'].id}"
+    with subscribed(settings):  # subscribing empties the first level: wait for it
+        client.get(url)
     first = client.get(url).get_json()["data"]
     store = extensions.kv_store.of(own)
     doc_key = f"cache:product:{catalog['puer'].id}"
@@ -234,20 +250,16 @@ def test_the_first_level_is_bounded_by_bytes() -> None:
 
 
 def test_an_invalidation_reaches_another_workers_first_level_through_pubsub(
-    settings: config.TestingSettings, app: Any, catalog: dict[str, Any], redis_url: str
+    settings: config.TestingSettings, app: Any, catalog: dict[str, Any]
 ) -> None:
     """Two apps are two workers; the first level lives 30 s, so only pub/sub can explain it."""
     long_lived = settings.model_copy(update={"CACHE_LOCAL_TTL_SECONDS": 30})
     reader, writer = create_app(long_lived), create_app(long_lived)
-    channel = f"{settings.SERVICE_NAME}:cache:invalidations"
-    listening = Redis.from_url(redis_url).pubsub_numsub(channel)[0][1]
     product_id = catalog["puer"].id
     url = f"/api/v1/products/{product_id}"
+    with subscribed(settings):
+        assert reader.test_client().get(url).get_json()["data"]["stock"] == 5
     assert reader.test_client().get(url).get_json()["data"]["stock"] == 5
-    deadline = time.monotonic() + 5
-    while Redis.from_url(redis_url).pubsub_numsub(channel)[0][1] <= listening:
-        assert time.monotonic() < deadline, "the reader never subscribed"
-        time.sleep(0.01)
     with writer.app_context():
         catalog_admin.set_stock(db.session, extensions.catalog_cache.get(), product_id, 7)
     changed = time.monotonic()
@@ -373,10 +385,10 @@ def test_with_redis_every_gunicorn_worker_drops_its_copy_within_a_second(
         assert_every_worker_follows_an_edit(base_url, product.id, edit, bound=1.0)
 
 
-def test_embedded_every_gunicorn_worker_follows_within_the_local_ttl(
+def test_embedded_every_gunicorn_worker_drops_its_copy_within_a_second(
     settings: config.TestingSettings, tmp_path: Path
 ) -> None:
-    """No pub/sub in the SQLite store: the first level's TTL (1 s, plus scheduling) is the bound."""
+    """No pub/sub in the SQLite store: the shared invalidation epoch does it (copies live 30 s)."""
     embedded = embedded_settings(settings, tmp_path)
     own = create_app(embedded)
     with own.app_context():
@@ -395,10 +407,8 @@ def test_embedded_every_gunicorn_worker_follows_within_the_local_ttl(
             )
 
     try:
-        with gunicorn_server(embedded, tmp_path) as base_url:
-            assert_every_worker_follows_an_edit(
-                base_url, product_id, edit, bound=embedded.CACHE_LOCAL_TTL_SECONDS + 0.5
-            )
+        with gunicorn_server(embedded, tmp_path, CACHE_LOCAL_TTL_SECONDS="30") as base_url:
+            assert_every_worker_follows_an_edit(base_url, product_id, edit, bound=1.0)
     finally:
         with own.app_context():
             db.engine.dispose()
