@@ -58,6 +58,9 @@ log = logging.getLogger(__name__)
 LOCK_SECONDS = 2.0
 WAIT_SECONDS = 0.5
 POLL_SECONDS = 0.01
+# Entries are response bodies since format 2 (before: JSON documents under "cache:"): in a rolling
+# deploy, old and new workers sharing a Redis must never read each other's entries.
+KEY_PREFIX = "cache:2:"
 INVALIDATIONS_CHANNEL = "cache:invalidations"
 # A first-level entry's bookkeeping, counted against CACHE_LOCAL_MAX_BYTES besides its body.
 ENTRY_OVERHEAD_BYTES = 200
@@ -217,7 +220,7 @@ class ReadThroughCache:
         """
         if not self.policy.enabled:
             return Body.of(load())
-        doc_key = f"cache:{name}:{key}"
+        doc_key = f"{KEY_PREFIX}{name}:{key}"
         self._follow_epoch()
         body = self.local.get(doc_key)
         if body is not None:
@@ -226,7 +229,7 @@ class ReadThroughCache:
         if self.local.enabled:
             self._listen_for_invalidations()
         epoch = self.local.epoch
-        generation_key = f"cache:{name}:gen" if whole else f"{doc_key}:gen"
+        generation_key = f"{KEY_PREFIX}{name}:gen" if whole else f"{doc_key}:gen"
         try:
             body = self._get(name, doc_key, generation_key, ttl, load)
         except redis.RedisError as exc:
@@ -247,7 +250,7 @@ class ReadThroughCache:
             self.local.clear()
 
     def invalidate(self, name: str, key: str) -> None:
-        doc_key = f"cache:{name}:{key}"
+        doc_key = f"{KEY_PREFIX}{name}:{key}"
         self.local.evict(doc_key)
         try:
             self.store.bump_generation(doc_key, f"{doc_key}:gen")
@@ -257,10 +260,10 @@ class ReadThroughCache:
 
     def invalidate_all(self, name: str) -> None:
         """Forget every entry of a namespace cached `whole`."""
-        prefix = f"cache:{name}:"
+        prefix = f"{KEY_PREFIX}{name}:"
         self.local.evict(prefix + "*")
         try:
-            self.store.forget_prefix(prefix, f"cache:{name}:gen")
+            self.store.forget_prefix(prefix, f"{KEY_PREFIX}{name}:gen")
             self.store.publish(INVALIDATIONS_CHANNEL, prefix + "*")
         except redis.RedisError as exc:
             log.warning("cache %s: could not invalidate it: %s", name, type(exc).__name__)

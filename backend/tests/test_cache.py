@@ -83,7 +83,7 @@ def test_an_expired_hot_key_is_rebuilt_once_while_the_others_serve_it_stale(
 ) -> None:
     product_id = catalog["puer"].id
     assert app.test_client().get(f"/api/v1/products/{product_id}").status_code == 200
-    doc_key = f"cache:product:{product_id}"
+    doc_key = f"cache:2:product:{product_id}"
     store = extensions.kv_store.get()
     stored = Entry.loads(store.get(doc_key) or "")
     store.set(doc_key, Entry(stored.body, 0).dumps(), ttl_seconds=60)  # expired now
@@ -106,10 +106,10 @@ def test_missing_ids_are_cached_briefly_as_negative_entries(
     assert statuses == [404] * CONCURRENT_REQUESTS and again == 404
     assert 1 <= len(queries) <= 2
     store = extensions.kv_store.get()
-    entry = Entry.loads(store.get(f"cache:product:{missing_id}") or "")
+    entry = Entry.loads(store.get(f"cache:2:product:{missing_id}") or "")
     assert entry.body.data is None
     negative_ttl = app.config["CACHE_NEGATIVE_TTL_SECONDS"]
-    ttl_ms = store.client.pttl(f"minishop:cache:product:{missing_id}")  # type: ignore[attr-defined]
+    ttl_ms = store.client.pttl(f"minishop:cache:2:product:{missing_id}")  # type: ignore[attr-defined]
     limit = negative_ttl * (1 + app.config["CACHE_TTL_JITTER"]) + app.config["CACHE_STALE_SECONDS"]
     assert 0 < ttl_ms <= limit * 1000
 
@@ -121,7 +121,7 @@ def test_keys_written_together_do_not_expire_together(app: Any, catalog: dict[st
         client.get(f"/api/v1/products/{product_id}")
     store = extensions.kv_store.get()
     freshness = [
-        Entry.loads(store.get(f"cache:product:{product_id}") or "").fresh_until
+        Entry.loads(store.get(f"cache:2:product:{product_id}") or "").fresh_until
         for product_id in ids
     ]
     # 33 entries written within a moment, TTLs stretched by up to 20 %: they spread out.
@@ -227,7 +227,7 @@ def test_the_first_level_answers_without_the_store_until_its_ttl(
         client.get(url)
     first = client.get(url).get_json()["data"]
     store = extensions.kv_store.of(own)
-    doc_key = f"cache:product:{catalog['puer'].id}"
+    doc_key = f"cache:2:product:{catalog['puer'].id}"
     changed = Entry.loads(store.get(doc_key) or "")
     store.set(doc_key, Entry(Body.of(b'{"changed":1}'), changed.fresh_until).dumps(), 60)
     assert client.get(url).get_json()["data"] == first  # the first level, not Redis
