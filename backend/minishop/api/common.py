@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Annotated, Any, Generic, TypeVar
 
@@ -114,11 +113,6 @@ class PageQuery(BaseModel):
         if schema is None:
             schema = _DEFAULT_SCHEMAS[cls] = super().model_json_schema()
         return schema
-
-    def window(self, items: Sequence[T]) -> Sequence[T]:
-        """This page of a list that is already in memory."""
-        start = (self.page - 1) * self.page_size
-        return items[start : start + self.page_size]
 
 
 class Page(BaseModel, Generic[T]):
