@@ -121,6 +121,15 @@ class Settings(BaseSettings):
     CACHE_NEGATIVE_TTL_SECONDS: int = 30
     CACHE_TTL_JITTER: float = 0.2
     CACHE_STALE_SECONDS: int = 60
+    # The first level in each worker (bodies ready to send): an entry lives at most
+    # CACHE_LOCAL_TTL_SECONDS, the bound on how long another worker may show a change late
+    # (0: off); all of them together take at most CACHE_LOCAL_MAX_BYTES.
+    CACHE_LOCAL_TTL_SECONDS: float = Field(1.0, ge=0, le=60)
+    CACHE_LOCAL_MAX_BYTES: int = Field(8 * 1024 * 1024, ge=0)
+    # Product list pages without `q`, pages 1..CACHE_LIST_MAX_PAGE (0: none): they show stock,
+    # which orders change constantly, so they live briefly; admin edits forget them at once.
+    CACHE_LIST_TTL_SECONDS: float = Field(2.0, gt=0)
+    CACHE_LIST_MAX_PAGE: int = Field(5, ge=0)
 
     MAX_CONTENT_LENGTH: int = 1024 * 1024
 

@@ -155,6 +155,8 @@ def init_app(app: Flask, config: Settings) -> None:
         ReadThroughCache(store, CachePolicy.from_settings(config)),
         product_ttl=config.CACHE_PRODUCT_TTL_SECONDS,
         categories_ttl=config.CACHE_CATEGORIES_TTL_SECONDS,
+        list_ttl=config.CACHE_LIST_TTL_SECONDS,
+        list_max_page=config.CACHE_LIST_MAX_PAGE,
     )
     catalog_cache.set(app, catalog)
     limiter.set(app, rate_limits.build_limiter(config))

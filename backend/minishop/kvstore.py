@@ -20,15 +20,19 @@ the GIL holds one worker to one core. The default therefore stays 2 workers per 
 from __future__ import annotations
 
 import fcntl
+import mmap
 import os
 import sqlite3
+import struct
 import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
+from types import TracebackType
 from typing import IO, Any, Protocol
 
 import redis
+import redis.client
 import redis.exceptions
 
 from minishop.redis_client import client_for
@@ -92,7 +96,55 @@ class KeyValueStore(Protocol):
         """Delete `key` and make every write prepared under the old generation a no-op."""
         ...
 
+    def forget_prefix(self, prefix: str, generation_key: str) -> None:
+        """Delete every key under `prefix` (but `generation_key`) and bump that generation."""
+        ...
+
+    def publish(self, channel: str, message: str) -> None:
+        """Tell every process listening on `channel` (nothing where there is no pub/sub)."""
+        ...
+
+    def subscribe(self, channel: str) -> Subscription | None:
+        """Messages published on `channel` from now on; None where there is no pub/sub."""
+        ...
+
+    def invalidation_epoch(self) -> int | None:
+        """A number every invalidation on this machine changes, cheap enough to read per request;
+        None where invalidations travel by pub/sub instead (Redis)."""
+        ...
+
     def ping(self) -> bool: ...
+
+
+class Subscription(Protocol):
+    def get_message(self, timeout_seconds: float) -> str | None:
+        """The next message, or None when none came within `timeout_seconds`."""
+        ...
+
+    def __enter__(self) -> Subscription: ...
+
+    def __exit__(
+        self, kind: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None: ...
+
+
+class RedisSubscription:
+    """A redis-py PubSub on its own connection, closed on exit."""
+
+    def __init__(self, pubsub: redis.client.PubSub) -> None:
+        self.pubsub = pubsub
+
+    def get_message(self, timeout_seconds: float) -> str | None:
+        message = self.pubsub.get_message(ignore_subscribe_messages=True, timeout=timeout_seconds)
+        return None if message is None else str(message["data"])
+
+    def __enter__(self) -> RedisSubscription:
+        return self
+
+    def __exit__(
+        self, kind: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.pubsub.close()
 
 
 def _milliseconds(seconds: float) -> int:
@@ -137,6 +189,31 @@ class RedisStore:
     def bump_generation(self, key: str, generation_key: str) -> None:
         keys = [self.prefix + key, self.prefix + generation_key]
         self._bump_generation(keys=keys, args=[_milliseconds(GENERATION_TTL_SECONDS)])
+
+    def forget_prefix(self, prefix: str, generation_key: str) -> None:
+        """The bump comes first: a rebuild that read before it cannot store afterwards, and one
+        that stored before it is still there for the scan to find."""
+        full_generation_key = self.prefix + generation_key
+        self.client.incr(full_generation_key)
+        self.client.pexpire(full_generation_key, _milliseconds(GENERATION_TTL_SECONDS))
+        doomed = [
+            key
+            for key in self.client.scan_iter(match=self.prefix + prefix + "*", count=1000)
+            if key != full_generation_key
+        ]
+        if doomed:
+            self.client.delete(*doomed)
+
+    def publish(self, channel: str, message: str) -> None:
+        self.client.publish(self.prefix + channel, message)
+
+    def subscribe(self, channel: str) -> RedisSubscription:
+        pubsub = self.client.pubsub()  # type: ignore[no-untyped-call]
+        pubsub.subscribe(self.prefix + channel)
+        return RedisSubscription(pubsub)
+
+    def invalidation_epoch(self) -> None:
+        return None
 
     def ping(self) -> bool:
         return bool(self.client.ping())
@@ -210,6 +287,43 @@ class SQLiteFile:
             raise EmbeddedStoreUnavailable(f"{self.path}: {exc}") from exc
 
 
+class SharedCounter:
+    """A 64-bit counter in a small file every process on the machine maps into memory: reading it
+    is a memory read (no system call), incrementing takes an flock of the file."""
+
+    def __init__(self, path: str) -> None:
+        self.path = path
+        self._opened: tuple[int, IO[bytes], mmap.mmap] | None = None
+        self._lock = threading.Lock()
+
+    def _map(self) -> tuple[IO[bytes], mmap.mmap]:
+        opened = self._opened
+        if opened is None or opened[0] != os.getpid():  # a forked child maps it again
+            with self._lock:
+                os.makedirs(os.path.dirname(self.path) or ".", exist_ok=True)
+                handle = open(self.path, "a+b")  # noqa: SIM115  (kept open with the mapping)
+                if os.fstat(handle.fileno()).st_size < 8:
+                    fcntl.flock(handle, fcntl.LOCK_EX)
+                    if os.fstat(handle.fileno()).st_size < 8:
+                        os.ftruncate(handle.fileno(), 8)
+                    fcntl.flock(handle, fcntl.LOCK_UN)
+                opened = (os.getpid(), handle, mmap.mmap(handle.fileno(), 8))
+                self._opened = opened
+        return opened[1], opened[2]
+
+    def read(self) -> int:
+        value: int = struct.unpack_from("<Q", self._map()[1])[0]
+        return value
+
+    def increment(self) -> None:
+        handle, mapped = self._map()
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            struct.pack_into("<Q", mapped, 0, struct.unpack_from("<Q", mapped)[0] + 1)
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
 KV_SCHEMA = """
 CREATE TABLE IF NOT EXISTS kv (
     key TEXT PRIMARY KEY,
@@ -235,6 +349,9 @@ class SQLiteStore:
     def __init__(self, path: str) -> None:
         self.file = SQLiteFile(path, KV_SCHEMA)
         self._next_purge = 0.0
+        # Bumped after every invalidation has committed: the first-level caches of all workers
+        # (minishop/cache.py) compare it on each read, instead of Redis's pub/sub.
+        self.epoch = SharedCounter(f"{path}-epoch")
 
     @contextmanager
     def _writing(self) -> Iterator[tuple[sqlite3.Connection, float]]:
@@ -294,6 +411,26 @@ class SQLiteStore:
             connection.execute("DELETE FROM kv WHERE key = ?", (key,))
             bumped = int(self._live(connection, generation_key, now) or "0") + 1
             connection.execute(UPSERT, (generation_key, str(bumped), now + GENERATION_TTL_SECONDS))
+        self.epoch.increment()
+
+    def forget_prefix(self, prefix: str, generation_key: str) -> None:
+        with self._writing() as (connection, now):
+            connection.execute(
+                "DELETE FROM kv WHERE substr(key, 1, ?) = ? AND key != ?",
+                (len(prefix), prefix, generation_key),
+            )
+            bumped = int(self._live(connection, generation_key, now) or "0") + 1
+            connection.execute(UPSERT, (generation_key, str(bumped), now + GENERATION_TTL_SECONDS))
+        self.epoch.increment()
+
+    def publish(self, channel: str, message: str) -> None:
+        """No pub/sub in a file: `invalidation_epoch` tells the other workers instead."""
+
+    def subscribe(self, channel: str) -> None:
+        return None
+
+    def invalidation_epoch(self) -> int:
+        return self.epoch.read()
 
     def ping(self) -> bool:
         return self.file.read("SELECT 1", ()) == (1,)

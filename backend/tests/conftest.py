@@ -29,7 +29,7 @@ from pytest_redis.executor import RedisExecutor
 from redis import Redis
 from sqlalchemy import delete, update
 
-from minishop import create_app
+from minishop import create_app, extensions
 from minishop.config import TestingSettings
 from minishop.extensions import db
 from minishop.models import Category, Product, ProductStatus, Role, User
@@ -184,6 +184,7 @@ def session_app(settings: TestingSettings) -> Iterator[Any]:
 def app(session_app: Any, redis_url: str) -> Iterator[Any]:
     """The app with empty tables and an empty Redis, inside an app context."""
     Redis.from_url(redis_url).flushall()
+    extensions.catalog_cache.of(session_app).cache.local.clear()  # the first level, with Redis
     with session_app.app_context():
         for table in reversed(db.metadata.sorted_tables):
             db.session.execute(delete(table))

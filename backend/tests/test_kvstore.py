@@ -101,10 +101,9 @@ def test_a_file_locked_too_long_is_unavailable_like_a_dead_redis(
         with pytest.raises(redis.exceptions.ConnectionError):
             store.set_if_absent("nonce", "1", 600)
         policy = CachePolicy(enabled=True, negative_ttl=1, jitter=0, stale_seconds=0)
-        document = {"title": "from the database"}
-        assert ReadThroughCache(store, policy).get("product", "1", 60, lambda: document) == (
-            document
-        )
+        document = b'{"title":"from the database"}'
+        body = ReadThroughCache(store, policy).get("product", "1", 60, lambda: document)
+        assert body.data == document
     finally:
         holder.execute("ROLLBACK")
         holder.close()

@@ -16,6 +16,7 @@ from minishop.api import (
     files,
     guards,
     health,
+    http_cache,
     openapi_doc,
     orders,
     payments,
@@ -68,6 +69,7 @@ def _openapi_document() -> Response:
 def init_app(app: OpenAPI) -> None:
     app.request_class = Request
     guards.init_app(app)
+    http_cache.init_app(app)
     app.before_request(_require_json_body)
     for blueprint in BLUEPRINTS:
         app.register_api(blueprint)

@@ -3,15 +3,17 @@
 from __future__ import annotations
 
 from datetime import datetime
+from typing import Any
 
 from flask import Response
 from flask_openapi3 import APIBlueprint, Tag
 from pydantic import AliasChoices, BaseModel, ConfigDict, Field
 
 from minishop import extensions
+from minishop.api import http_cache
 from minishop.api.common import MAX_PAGE_SIZE, Id, Page, PageQuery
 from minishop.domain import catalog
-from minishop.envelope import Envelope, ok
+from minishop.envelope import Envelope, encode_json
 
 bp = APIBlueprint("products", __name__, url_prefix="/api/v1", abp_tags=[Tag(name="catalog")])
 
@@ -61,40 +63,52 @@ class ProductPath(BaseModel):
     product_id: Id
 
 
+def _renderer(model: type[BaseModel]) -> catalog.Render:
+    """A document as the API shows it: validated by `model` once, when the body is cached, and
+    encoded as `ok(model)` encodes it (so a cached body equals what `ok` would answer)."""
+
+    def render(document: dict[str, Any]) -> bytes:
+        data = model.model_validate(document).model_dump(mode="json")
+        return encode_json(data)
+
+    return render
+
+
+render_categories = _renderer(Page[CategoryOut])
+render_products = _renderer(Page[ProductOut])
+render_product = _renderer(ProductDetailOut)
+
+
 @bp.get("/categories", responses={200: Envelope[Page[CategoryOut]]})
 def list_categories(query: CategoryQuery) -> Response:
-    """All categories are one cached document; a page is a slice of it."""
-    categories = catalog.list_categories(extensions.session(), extensions.catalog_cache.get())
-    page = Page[CategoryOut](
-        items=[CategoryOut.model_validate(c) for c in query.window(categories)],
+    """All categories are one query; each cached page is a slice of it."""
+    body = catalog.categories_body(
+        extensions.session(),
+        extensions.catalog_cache.get(),
         page=query.page,
         page_size=query.page_size,
-        total=len(categories),
+        render=render_categories,
     )
-    return ok(page)
+    return http_cache.catalog_response(body)
 
 
 @bp.get("/products", responses={200: Envelope[Page[ProductOut]]})
 def list_products(query: ProductQuery) -> Response:
-    products, total = catalog.list_products(
+    body = catalog.products_body(
         extensions.session(),
+        extensions.catalog_cache.get(),
         category_id=query.category_id,
         q=query.q,
         page=query.page,
         page_size=query.page_size,
+        render=render_products,
     )
-    page = Page[ProductOut](
-        items=[ProductOut.model_validate(p) for p in products],
-        page=query.page,
-        page_size=query.page_size,
-        total=total,
-    )
-    return ok(page)
+    return http_cache.catalog_response(body)
 
 
 @bp.get("/products/<int:product_id>", responses={200: Envelope[ProductDetailOut]})
 def get_product(path: ProductPath) -> Response:
-    product = catalog.get_product_on_sale(
-        extensions.session(), extensions.catalog_cache.get(), path.product_id
+    body = catalog.product_body(
+        extensions.session(), extensions.catalog_cache.get(), path.product_id, render_product
     )
-    return ok(ProductDetailOut.model_validate(product))
+    return http_cache.catalog_response(body)

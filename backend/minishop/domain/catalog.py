@@ -1,19 +1,26 @@
-"""Reading the catalog: what a shopper may see. Product detail and categories are cached."""
+"""Reading the catalog: what a shopper may see. Product detail, the category list and the first
+list pages are cached as response bodies (minishop/cache.py); the API renders them (`Render`)."""
 
 from __future__ import annotations
 
+import json
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from minishop.cache import ReadThroughCache
+from minishop.cache import Body, ReadThroughCache
 from minishop.errors import AppError, ErrorCode
 from minishop.models import Category, Product, ProductStatus
 
 PRODUCT_CACHE = "product"
 CATEGORIES_CACHE = "categories"
+PRODUCTS_CACHE = "products"
+
+# Turns a document (a dict, or a page of them) into the bytes of the response's `data`.
+Render = Callable[[dict[str, Any]], bytes]
 
 
 @dataclass(frozen=True)
@@ -23,18 +30,28 @@ class CatalogCache:
     cache: ReadThroughCache
     product_ttl: float
     categories_ttl: float
+    list_ttl: float = 2.0
+    list_max_page: int = 0
 
     def forget_products(self, product_ids: list[int]) -> None:
-        """Call after a commit that changed these products (stock included)."""
+        """Call after a commit that changed these products (stock included).
+
+        List pages show stock too, but orders change it all the time: they expire on their own
+        within `list_ttl`; edits that change what is listed call `forget_listings` as well.
+        """
         for product_id in product_ids:
             self.cache.invalidate(PRODUCT_CACHE, str(product_id))
 
+    def forget_listings(self) -> None:
+        """Call after a commit that changed what the product lists show (an admin edit)."""
+        self.cache.invalidate_all(PRODUCTS_CACHE)
+
     def forget_categories(self) -> None:
-        self.cache.invalidate(CATEGORIES_CACHE, "all")
+        self.cache.invalidate_all(CATEGORIES_CACHE)
 
 
 def product_document(product: Product) -> dict[str, Any]:
-    """What the cache holds and the API shows for one product."""
+    """What a shopper is shown of one product: the detail, and each item of a list page."""
     return {
         "id": product.id,
         "category_id": product.category_id,
@@ -49,24 +66,79 @@ def product_document(product: Product) -> dict[str, Any]:
     }
 
 
-def list_categories(session: Session, catalog: CatalogCache) -> list[dict[str, Any]]:
-    def load() -> dict[str, Any]:
-        categories = session.scalars(select(Category).order_by(Category.sort, Category.id))
-        return {"items": [{"id": c.id, "name": c.name, "sort": c.sort} for c in categories]}
-
-    document = catalog.cache.get(CATEGORIES_CACHE, "all", catalog.categories_ttl, load)
-    return list(document["items"])
+def _page(items: list[dict[str, Any]], page: int, page_size: int, total: int) -> dict[str, Any]:
+    return {"items": items, "page": page, "page_size": page_size, "total": total}
 
 
-def get_product_on_sale(session: Session, catalog: CatalogCache, product_id: int) -> dict[str, Any]:
-    def load() -> dict[str, Any] | None:
+def _cached_page(catalog: CatalogCache, page: int, q: str | None = None) -> bool:
+    """Which list pages are cached: the first few, without a search (a bounded key space)."""
+    return not q and page <= catalog.list_max_page
+
+
+def categories_body(
+    session: Session, catalog: CatalogCache, *, page: int, page_size: int, render: Render
+) -> Body:
+    """A page of the categories in sort order (a shop has few: one query, sliced here)."""
+
+    def load() -> bytes:
+        categories = list(session.scalars(select(Category).order_by(Category.sort, Category.id)))
+        window = categories[(page - 1) * page_size : page * page_size]
+        items = [{"id": c.id, "name": c.name, "sort": c.sort} for c in window]
+        return render(_page(items, page, page_size, len(categories)))
+
+    if not _cached_page(catalog, page):
+        return Body.of(load())
+    key = f"{page}:{page_size}"
+    return catalog.cache.get(CATEGORIES_CACHE, key, catalog.categories_ttl, load, whole=True)
+
+
+def product_body(session: Session, catalog: CatalogCache, product_id: int, render: Render) -> Body:
+    """One product on sale; 40400 for an unknown or off-sale id (cached as a negative entry)."""
+
+    def load() -> bytes | None:
         product = session.get(Product, product_id, populate_existing=True)
-        return None if product is None else product_document(product)
+        if product is None or product.status != ProductStatus.ON_SALE:
+            return None
+        return render(product_document(product))
 
-    document = catalog.cache.get(PRODUCT_CACHE, str(product_id), catalog.product_ttl, load)
-    if document is None or document["status"] != ProductStatus.ON_SALE:
+    body = catalog.cache.get(PRODUCT_CACHE, str(product_id), catalog.product_ttl, load)
+    if body.data is None:
         raise AppError(ErrorCode.NOT_FOUND, "product not found")
-    return dict(document)
+    return body
+
+
+def get_product_on_sale(
+    session: Session, catalog: CatalogCache, product_id: int, render: Render
+) -> dict[str, Any]:
+    """What a job (no HTTP) reads of a product: the cached body, parsed."""
+    body = product_body(session, catalog, product_id, render)
+    document: dict[str, Any] = json.loads(body.data or b"")
+    return document
+
+
+def products_body(
+    session: Session,
+    catalog: CatalogCache,
+    *,
+    category_id: int | None,
+    q: str | None,
+    page: int,
+    page_size: int,
+    render: Render,
+) -> Body:
+    """A page of the products on sale; the first pages without `q` are cached briefly."""
+
+    def load() -> bytes:
+        products, total = list_products(
+            session, category_id=category_id, q=q, page=page, page_size=page_size
+        )
+        items = [product_document(product) for product in products]
+        return render(_page(items, page, page_size, total))
+
+    if not _cached_page(catalog, page, q):
+        return Body.of(load())
+    key = f"{category_id or 0}:{page}:{page_size}"
+    return catalog.cache.get(PRODUCTS_CACHE, key, catalog.list_ttl, load, whole=True)
 
 
 def _escape_like(text: str) -> str:
@@ -78,8 +150,7 @@ def list_products(
 ) -> tuple[list[Product], int]:
     """On-sale products, newest first, one page of them and the total that match.
 
-    Not cached: the list shows stock, which must be current, and the filters make the key space
-    unbounded; its queries are served by the (status, created_at) indexes.
+    Served by the (status, created_at) indexes.
     """
     conditions = [Product.status == ProductStatus.ON_SALE]
     if category_id is not None:

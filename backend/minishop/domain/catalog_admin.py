@@ -68,6 +68,7 @@ def create_product(session: Session, catalog: CatalogCache, fields: dict[str, An
     session.add(product)
     session.commit()
     catalog.forget_products([product.id])  # a cached "does not exist" for this id must go
+    catalog.forget_listings()
     return product
 
 
@@ -105,6 +106,7 @@ def update_product(
 
     product = in_transaction(session, work)
     catalog.forget_products([product_id])
+    catalog.forget_listings()
     return product
 
 
@@ -122,6 +124,7 @@ def _write(session: Session, catalog: CatalogCache, product_id: int, **values: A
 
     product = in_transaction(session, work)
     catalog.forget_products([product_id])
+    catalog.forget_listings()
     return product
 
 

@@ -1,9 +1,17 @@
 from __future__ import annotations
 
+import json
+import time
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
+import requests
 from flask.testing import FlaskClient
+from redis import Redis
 
+from minishop import extensions
+from minishop.domain import catalog_admin
+from minishop.extensions import db
 from tests.test_errors import assert_envelope
 
 
@@ -110,3 +118,119 @@ def test_openapi_document_describes_the_endpoints(client: FlaskClient) -> None:
     )
     parameters = {p["name"]: p for p in document["paths"]["/api/v1/products"]["get"]["parameters"]}
     assert parameters["page_size"]["schema"]["maximum"] == 100
+
+
+CATALOG_READS = ["/api/v1/products?page_size=2", "/api/v1/categories"]
+
+
+def detail(catalog: dict[str, Any]) -> str:
+    return f"/api/v1/products/{catalog['puer'].id}"
+
+
+def test_cached_bodies_are_compact_utf8_json_like_every_answer(
+    client: FlaskClient, catalog: dict[str, Any]
+) -> None:
+    for path in [detail(catalog), *CATALOG_READS]:
+        for _ in range(2):  # built, then from the cache
+            response = client.get(path)
+            assert (
+                response.data
+                == json.dumps(
+                    response.get_json(), separators=(",", ":"), ensure_ascii=False
+                ).encode()
+                + b"\n"
+            )
+            assert response.content_type == "application/json"
+
+
+def test_anonymous_catalog_reads_are_public_for_a_second_with_a_strong_etag(
+    client: FlaskClient, catalog: dict[str, Any]
+) -> None:
+    for path in [detail(catalog), *CATALOG_READS]:
+        first, again = client.get(path), client.get(path)
+        assert first.headers["Cache-Control"] == "public, max-age=1"
+        etag = first.headers["ETag"]
+        assert etag.startswith('"') and etag.endswith('"') and len(etag) > 10  # strong
+        assert again.headers["ETag"] == etag
+
+
+def test_if_none_match_answers_304_without_a_body(
+    client: FlaskClient, catalog: dict[str, Any]
+) -> None:
+    for path in [detail(catalog), *CATALOG_READS]:
+        etag = client.get(path).headers["ETag"]
+        for header in [etag, f"W/{etag}", f'"other", {etag}', "*"]:
+            response = client.get(path, headers={"If-None-Match": header})
+            assert response.status_code == 304, (path, header)
+            assert response.data == b""
+            assert response.headers["ETag"] == etag
+            assert response.headers["Cache-Control"] == "public, max-age=1"
+            assert response.headers["X-Request-ID"]
+        other = client.get(path, headers={"If-None-Match": '"other", W/"else"'})
+        assert other.status_code == 200 and other.get_json()["code"] == 0
+
+
+def test_a_changed_product_never_answers_304_for_its_old_etag(
+    client: FlaskClient, catalog: dict[str, Any]
+) -> None:
+    path, product = detail(catalog), catalog["puer"]
+    old = client.get(path).headers["ETag"]
+    old_list = client.get("/api/v1/products").headers["ETag"]
+    catalog_admin.update_product(
+        db.session, extensions.catalog_cache.get(), product.id, product.version, {"price_fen": 1}
+    )
+    changed = client.get(path, headers={"If-None-Match": old})
+    assert changed.status_code == 200 and changed.get_json()["data"]["price_fen"] == 1
+    assert changed.headers["ETag"] != old
+    listed = client.get("/api/v1/products", headers={"If-None-Match": old_list})
+    assert listed.status_code == 200 and listed.headers["ETag"] != old_list
+
+
+def test_catalog_reads_with_credentials_are_private(
+    app: Any, client: FlaskClient, catalog: dict[str, Any]
+) -> None:
+    with_cookie = app.test_client()
+    with_cookie.set_cookie("session", "1")  # the test client sends its own jar as `Cookie`
+    callers = [(client, {"Authorization": "Bearer x"}), (with_cookie, {})]
+    for path in [detail(catalog), *CATALOG_READS]:
+        etag = client.get(path).headers["ETag"]
+        for caller, headers in callers:
+            response = caller.get(path, headers=headers)
+            assert response.status_code == 200
+            assert response.headers["Cache-Control"] == "private, no-cache"
+            assert response.headers["ETag"] == etag
+            revalidated = caller.get(path, headers=headers | {"If-None-Match": etag})
+            assert revalidated.status_code == 304
+            assert revalidated.headers["Cache-Control"] == "private, no-cache"
+
+
+def test_every_other_api_response_is_no_store(client: FlaskClient, catalog: dict[str, Any]) -> None:
+    for method, path in [
+        ("GET", "/api/v1/products/999999"),  # a 404 of the catalog itself
+        ("GET", "/api/v1/products?page=0"),
+        ("GET", "/api/v1/users/me"),
+        ("GET", "/api/v1/orders"),
+        ("POST", "/api/v1/auth/login"),
+        ("GET", "/api/v1/nowhere"),
+    ]:
+        response = client.open(path, method=method)
+        assert response.status_code >= 400, path
+        assert response.headers["Cache-Control"] == "no-store", path
+        assert "ETag" not in response.headers, path
+
+
+def test_the_etag_is_the_same_on_every_gunicorn_worker(
+    live_server: str, catalog: dict[str, Any], redis_url: str
+) -> None:
+    """It is a hash of the bytes: a body rebuilt by another worker after a flush has the same."""
+    url = live_server + detail(catalog)
+
+    def etags() -> set[str]:
+        with ThreadPoolExecutor(8) as pool:
+            found = pool.map(lambda _: requests.get(url, timeout=10).headers["ETag"], range(32))
+            return set(found)
+
+    before = etags()
+    Redis.from_url(redis_url).flushall()
+    time.sleep(1.2)  # and every worker's first level has let go
+    assert len(before) == 1 and etags() == before
