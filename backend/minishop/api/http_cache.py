@@ -4,9 +4,20 @@ Anonymous catalog reads may be kept by shared caches (the edge, a CDN) for a sec
 reads from a request carrying `Authorization` or `Cookie` only by the client itself, revalidated
 each time. Every catalog read has a strong ETag (computed once, when its body was cached) and
 answers `If-None-Match` with 304. Every other /api/ response: `no-store`.
+
+nginx (the edge, deploy/edge/nginx.conf) counts `max-age` in whole seconds from the second it
+stored an answer, so `max-age=1` alone would keep it for 1-2 s. The anonymous answers therefore
+also say `X-Accel-Expires: @<unix second>` (nginx keeps the entry while its clock is in that
+second or before, and does not pass the header on): the second EDGE_REFRESH_SECONDS before this
+answer. An entry then never outlives its answer by more than 1 s - EDGE_REFRESH_SECONDS, which
+leaves that long for the refresh (the one request nginx sends when it expires) within the 1 s
+bound; an answer made in the first EDGE_REFRESH_SECONDS of a second is stored already expired, so
+nginx refreshes it again on the next request (a few refreshes a second, one at a time).
 """
 
 from __future__ import annotations
+
+import time
 
 from flask import Flask, Response, current_app, request
 
@@ -16,6 +27,7 @@ from minishop.envelope import raw_ok
 PUBLIC = "public, max-age=1"
 PRIVATE = "private, no-cache"
 NO_STORE = "no-store"
+EDGE_REFRESH_SECONDS = 0.1
 
 
 def _anonymous() -> bool:
@@ -33,7 +45,11 @@ def catalog_response(body: Body) -> Response:
     else:
         response = raw_ok(body.data)
     response.headers["ETag"] = body.etag
-    response.headers["Cache-Control"] = PUBLIC if _anonymous() else PRIVATE
+    if _anonymous():
+        response.headers["Cache-Control"] = PUBLIC
+        response.headers["X-Accel-Expires"] = f"@{int(time.time() - EDGE_REFRESH_SECONDS)}"
+    else:
+        response.headers["Cache-Control"] = PRIVATE
     return response
 
 

@@ -10,6 +10,7 @@ from flask.testing import FlaskClient
 from redis import Redis
 
 from minishop import extensions
+from minishop.api import http_cache
 from minishop.domain import catalog_admin
 from minishop.extensions import db
 from tests.test_errors import assert_envelope
@@ -147,8 +148,13 @@ def test_anonymous_catalog_reads_are_public_for_a_second_with_a_strong_etag(
     client: FlaskClient, catalog: dict[str, Any]
 ) -> None:
     for path in [detail(catalog), *CATALOG_READS]:
+        margin = http_cache.EDGE_REFRESH_SECONDS
+        before = int(time.time() - margin)
         first, again = client.get(path), client.get(path)
         assert first.headers["Cache-Control"] == "public, max-age=1"
+        # For nginx (the edge): fresh to the end of the second EDGE_REFRESH_SECONDS ago.
+        expires = first.headers["X-Accel-Expires"]
+        assert expires.startswith("@") and before <= int(expires[1:]) <= time.time() - margin
         etag = first.headers["ETag"]
         assert etag.startswith('"') and etag.endswith('"') and len(etag) > 10  # strong
         assert again.headers["ETag"] == etag
@@ -165,6 +171,7 @@ def test_if_none_match_answers_304_without_a_body(
             assert response.data == b""
             assert response.headers["ETag"] == etag
             assert response.headers["Cache-Control"] == "public, max-age=1"
+            assert response.headers["X-Accel-Expires"].startswith("@")
             assert response.headers["X-Request-ID"]
         other = client.get(path, headers={"If-None-Match": '"other", W/"else"'})
         assert other.status_code == 200 and other.get_json()["code"] == 0
@@ -198,6 +205,7 @@ def test_catalog_reads_with_credentials_are_private(
             response = caller.get(path, headers=headers)
             assert response.status_code == 200
             assert response.headers["Cache-Control"] == "private, no-cache"
+            assert "X-Accel-Expires" not in response.headers
             assert response.headers["ETag"] == etag
             revalidated = caller.get(path, headers=headers | {"If-None-Match": etag})
             assert revalidated.status_code == 304
