@@ -33,7 +33,7 @@ MIGRATIONS_DIR = str(Path(__file__).resolve().parent.parent / "migrations")
 PARTS = {
     "whole request (Flask wsgi_app)": ("flask/app.py", "wsgi_app"),
     "before_request hooks (rate limit, guards, ids)": ("flask/app.py", "preprocess_request"),
-    "rate limiter": ("flask_limiter/_extension.py", "_check_request_limit"),
+    "rate limiter": ("minishop/security/rate_limits.py", "check"),
     "flask-openapi3 request validation": ("flask_openapi3/request.py", "_validate_request"),
     "  of which model_json_schema": ("pydantic/main.py", "model_json_schema"),
     "view function (catalog handler)": ("minishop/api/products.py", "get_product"),

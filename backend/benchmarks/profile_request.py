@@ -47,7 +47,12 @@ STAGES = {
     "tracing hooks (tracing.py)": ("observability/tracing.py",),
     "security headers (headers.py)": ("security/headers.py",),
     "guards (api/guards.py)": ("api/guards.py",),
-    "rate limiter (flask_limiter + limits)": ("flask_limiter/", "limits/"),
+    "rate limiter (rate_limits.py, batched_limits.py, limits)": (
+        "security/rate_limits.py",
+        "security/batched_limits.py",
+        "flask_limiter/",
+        "limits/",
+    ),
     "  Redis round trips (redis-py)": ("redis/",),
     "session teardown (flask_sqlalchemy)": ("flask_sqlalchemy/",),
     "view: products.py": ("api/products.py",),

@@ -159,7 +159,7 @@ def init_app(app: Flask, config: Settings) -> None:
         list_max_page=config.CACHE_LIST_MAX_PAGE,
     )
     catalog_cache.set(app, catalog)
-    limiter.set(app, rate_limits.build_limiter(config))
+    limiter.set(app, rate_limits.build_limiter())
     blob_store.set(
         app, LocalBlobStore(Path(config.UPLOAD_DIR or os.path.join(app.instance_path, "uploads")))
     )

@@ -1,16 +1,17 @@
-"""Rate limits: Flask-Limiter, counts every worker shares (Redis or the embedded store).
+"""Rate limits: our request hook on Flask-Limiter's strategy, counts every worker shares.
 
 - `RATELIMIT_DEFAULT` applies to every endpoint, per client IP (the address `TRUSTED_PROXY_COUNT`
   proxies reported, through werkzeug's ProxyFix; `X-Forwarded-For` is never read blindly).
 - Named limits tighten one endpoint: `@per_ip("RATELIMIT_LOGIN")` keys on the client IP,
   `@per_user("RATELIMIT_ORDERS")` on the logged-in user (it needs `@login_required`, or `@signed`).
-  The value is read from the app config on each request, so tests and deployments tune it.
+  The values are read from the app config and parsed once per app, when it starts.
 
-Every check runs in one `before_request` hook that guards registers after authentication (per-user
-keys need the caller) and before the signature and body checks, so even a malformed request
-counts. Over a limit: 429/42900 with `Retry-After` and `X-RateLimit-*` (on other responses only
-with RATELIMIT_HEADERS_ENABLED, which costs a Redis round trip each). When Redis is down the
-limiter lets requests through (`RATELIMIT_SWALLOW_ERRORS`, default on) and logs each failure.
+Every check runs in one `before_request` hook (`RequestLimits.check`) that guards registers after
+authentication (per-user keys need the caller) and before the signature and body checks, so even
+a malformed request counts. Over a limit: 429/42900 with `Retry-After` and `X-RateLimit-*` (on
+other responses only with RATELIMIT_HEADERS_ENABLED, which costs a Redis round trip each). When
+Redis is down the limiter lets requests through (`RATELIMIT_SWALLOW_ERRORS`, default on) and
+logs each failure.
 
 Strategy (`RATELIMIT_STRATEGY`, default `batched-fixed-window`, batched_limits.py): a limit under
 100 per window (login 10/min, orders 30/min, uploads 20/min) is an exact moving window, one
@@ -23,6 +24,19 @@ a minute after its first hit, so across a window's end a client may get up to tw
 within one minute, as with Flask-Limiter's `fixed-window`; `moving-window` has no such edge,
 at a round trip per request.
 
+Why our own hook (issue 14, round 2): Flask-Limiter builds the storage from the URI
+(`RATELIMIT_STORAGE_URI`, `RATELIMIT_STORAGE_OPTIONS`) and the strategy (`RATELIMIT_STRATEGY`)
+and honours `RATELIMIT_ENABLED`; its request hook is not used. That hook resolves default,
+blueprint and decorated limits, exemption scopes and meta limits on every request and re-parsed
+our callable named limit: ~275 µs of the ~324 µs the limiter cost a cached product read (py-spy
+under gunicorn; in-process cProfile agreed: 250-415 µs per request with the limiter against none,
+180-270 µs with only a static default limit, so cheaper use of Flask-Limiter's API could not
+reach 50 µs). Here an endpoint's limits are parsed and sorted once, and a request with only the
+default limit costs a path check, the client IP and the strategy's local hit (docs/performance/
+profile-request.md, "Round 2"). Keys and scopes are Flask-Limiter's, so counts carry over.
+Flask-Limiter's per-request settings (application and meta limits, in-memory fallback, header
+names, deduct_when...) therefore do not apply.
+
 The limiter is built per app by `build_limiter` (extensions.py calls it in create_app).
 """
 
@@ -32,14 +46,15 @@ import logging
 import math
 import time
 from collections.abc import Callable
-from functools import partial
-from typing import TypeVar
+from dataclasses import dataclass
+from typing import Any, TypeVar
 
-from flask import Flask, Response, current_app, g, request
-from flask_limiter import Limit, Limiter, RequestLimit
+from flask import Flask, Response, g, request
+from flask_limiter import Limiter
+from limits import RateLimitItem, parse_many
 from limits.strategies import STRATEGIES
+from werkzeug.exceptions import TooManyRequests
 
-from minishop.config import Settings
 from minishop.domain.auth import Principal
 from minishop.observability import metrics
 from minishop.security import batched_limits
@@ -64,7 +79,8 @@ EXEMPT_PREFIXES = ("/docs/",)
 
 
 def _is_exempt() -> bool:
-    return request.path in EXEMPT_PATHS or request.path.startswith(EXEMPT_PREFIXES)
+    path = request.path
+    return path in EXEMPT_PATHS or path.startswith(EXEMPT_PREFIXES)
 
 
 def client_ip() -> str:
@@ -97,30 +113,31 @@ def per_user(config_key: str) -> Callable[[View], View]:
     return _mark(config_key, user_key)
 
 
-def _named_limit() -> tuple[str, Callable[[], str]] | None:
-    view = current_app.view_functions.get(request.endpoint or "")
-    marker: tuple[str, Callable[[], str]] | None = getattr(view, NAMED_LIMIT, None)
-    return marker
+def _limits(text: str) -> list[RateLimitItem]:
+    return parse_many(text) if text else []
 
 
-def _named_limit_value() -> str:
-    """The limit string for this request's view; empty (no limit) when it has none."""
-    marker = _named_limit()
-    return str(current_app.config[marker[0]]) if marker else ""
+@dataclass(frozen=True)
+class _Rule:
+    """One limit of an endpoint, with what its counter is keyed on."""
+
+    item: RateLimitItem
+    key: Callable[[], str]
+    scope: str
 
 
-def _named_limit_key() -> str:
-    marker = _named_limit()
-    return marker[1]() if marker else client_ip()
+class RateLimited(TooManyRequests):
+    """429 with the breached limit's headers (errors.py copies `get_headers` into the envelope)."""
+
+    def __init__(self, limit_headers: dict[str, str]) -> None:
+        super().__init__()
+        self.limit_headers = limit_headers
+
+    def get_headers(self, *args: Any, **kwargs: Any) -> list[tuple[str, str]]:
+        return [*super().get_headers(*args, **kwargs), *self.limit_headers.items()]
 
 
-def _count_breach(limit: RequestLimit) -> None:
-    route = metrics.request_route() or metrics.UNMATCHED_ROUTE
-    metrics.RATE_LIMITED.labels(route=route).inc()
-    log.info("rate limited: %s on %s", limit.limit, route)
-
-
-# Flask-Limiter's default header names; a 429 always carries them.
+# Flask-Limiter's default header names.
 HEADER_LIMIT = "X-RateLimit-Limit"
 HEADER_REMAINING = "X-RateLimit-Remaining"
 HEADER_RESET = "X-RateLimit-Reset"
@@ -128,41 +145,109 @@ HEADER_RETRY_AFTER = "Retry-After"
 HEADERS = (HEADER_LIMIT, HEADER_REMAINING, HEADER_RESET, HEADER_RETRY_AFTER)
 
 
-def _describe_breach(limiter: Limiter, response: Response) -> Response:
-    """A 429 always says which limit and for how long, whatever RATELIMIT_HEADERS_ENABLED says.
+class RequestLimits:
+    """The request hook: every limit of the endpoint, parsed once, hit on Flask-Limiter's strategy.
 
-    Headers on every response cost a second Redis round trip per request (the window's state),
-    so they are off by default; a refused request is the one that needs them. Flask-Limiter
-    floors `Retry-After`, and a client that waited exactly that long could be refused again:
-    here it is rounded up. Registered before the limiter, so it runs after the limiter's own hook.
+    An endpoint's rules (the default limit per IP, scoped to the endpoint, plus its named limit
+    if the view is marked) are built on its first request and kept. Keys and scopes are the ones
+    Flask-Limiter used, limits are evaluated in its order (smallest window first), and the first
+    one breached refuses the request.
     """
-    limit = limiter.current_limit
-    if response.status_code != 429 or limit is None or not limit.breached:
+
+    def __init__(self, app: Flask, limiter: Limiter) -> None:
+        config = app.config
+        self.strategy = limiter.limiter
+        self.logger = limiter.logger
+        self.prefix: tuple[str, ...] = (
+            (config["RATELIMIT_KEY_PREFIX"],) if config.get("RATELIMIT_KEY_PREFIX") else ()
+        )
+        self.swallow_errors = bool(config.get("RATELIMIT_SWALLOW_ERRORS"))
+        self.headers_enabled = bool(config.get("RATELIMIT_HEADERS_ENABLED"))
+        self.default = _limits(config.get("RATELIMIT_DEFAULT") or "")
+        self.named = {name: _limits(str(config[name])) for name in NAMED_LIMITS}
+        self.view_functions = app.view_functions
+        self.rules: dict[str, tuple[_Rule, ...]] = {}
+
+    def _rules_of(self, endpoint: str) -> tuple[_Rule, ...]:
+        rules = [_Rule(item, client_ip, endpoint) for item in self.default]
+        marker = getattr(self.view_functions.get(endpoint), NAMED_LIMIT, None)
+        if marker is not None:
+            name, key = marker
+            rules += [_Rule(item, key, f"{endpoint}:named") for item in self.named[name]]
+        return tuple(sorted(rules, key=lambda rule: rule.item))
+
+    def check(self) -> None:
+        endpoint = request.endpoint
+        if not endpoint or _is_exempt():
+            return
+        rules = self.rules.get(endpoint)
+        if rules is None:
+            rules = self.rules[endpoint] = self._rules_of(endpoint)
+        for rule in rules:
+            args = (*self.prefix, rule.key(), rule.scope)
+            if self.headers_enabled and rule is rules[0]:
+                g.rate_limit = (rule.item, args)
+            try:
+                allowed = self.strategy.hit(rule.item, *args)
+            except Exception:
+                if not self.swallow_errors:
+                    raise
+                self.logger.exception("Failed to rate limit. Swallowing error")
+                return
+            if not allowed:
+                _count_breach(rule.item)
+                raise RateLimited(self.limit_headers(rule.item, args, breached=True))
+
+    def limit_headers(
+        self, item: RateLimitItem, args: tuple[str, ...], breached: bool = False
+    ) -> dict[str, str]:
+        """`X-RateLimit-*` and `Retry-After` (rounded up: waiting that long is enough)."""
+        window = self.strategy.get_window_stats(item, *args)
+        return {
+            HEADER_LIMIT: str(item.amount),
+            HEADER_REMAINING: "0" if breached else str(window.remaining),
+            HEADER_RESET: str(math.ceil(window.reset_time)),
+            HEADER_RETRY_AFTER: str(max(1, math.ceil(window.reset_time - time.time()))),
+        }
+
+    def add_headers(self, response: Response) -> Response:
+        """With RATELIMIT_HEADERS_ENABLED: the first limit's headers on every other response."""
+        checked = g.pop("rate_limit", None)
+        if checked is not None and response.status_code != 429:
+            try:
+                response.headers.update(self.limit_headers(*checked))
+            except Exception:
+                if not self.swallow_errors:
+                    raise
+                self.logger.exception("Failed to add rate limit headers. Swallowing error")
         return response
-    reset_at = limit.window.reset_time
-    response.headers[HEADER_LIMIT] = str(limit.limit.amount)
-    response.headers[HEADER_REMAINING] = "0"
-    response.headers[HEADER_RESET] = str(math.ceil(reset_at))
-    response.headers[HEADER_RETRY_AFTER] = str(max(1, math.ceil(reset_at - time.time())))
-    return response
 
 
-def build_limiter(settings: Settings) -> Limiter:
-    """One limiter per app (Flask-Limiter keeps its storage on the instance); `install` binds it."""
-    defaults: list[str | Callable[[], str] | Limit] = [
-        limit for limit in [settings.RATELIMIT_DEFAULT] if limit
-    ]
-    defaults.append(Limit(_named_limit_value, key_function=_named_limit_key, scope="named"))
-    limiter = Limiter(client_ip, default_limits=defaults, on_breach=_count_breach)
-    limiter.request_filter(_is_exempt)
-    return limiter
+def _count_breach(item: RateLimitItem) -> None:
+    route = metrics.request_route() or metrics.UNMATCHED_ROUTE
+    metrics.RATE_LIMITED.labels(route=route).inc()
+    log.info("rate limited: %s on %s", item, route)
+
+
+def build_limiter() -> Limiter:
+    """One limiter per app (Flask-Limiter keeps its storage on the instance); `install` binds it.
+
+    It holds no limits: RequestLimits reads them from the app config.
+    """
+    return Limiter(client_ip)
 
 
 def install(app: Flask, limiter: Limiter) -> None:
-    """Register the limiter's request hook now: the caller decides where it runs among its own.
+    """Register the limits' request hook now: the caller decides where it runs among its own.
 
-    Our 429 headers are registered first, so they run after the limiter's own (Flask runs
-    `after_request` functions in reverse).
+    Flask-Limiter builds the storage and the strategy from the app config; marking the app as
+    already holding the limiter keeps `init_app` from registering its own request hooks.
     """
-    app.after_request(partial(_describe_breach, limiter))
+    app.extensions.setdefault("limiter", set()).add(limiter)
     limiter.init_app(app)
+    if not limiter.enabled:
+        return
+    limits = RequestLimits(app, limiter)
+    app.before_request(limits.check)
+    if limits.headers_enabled:
+        app.after_request(limits.add_headers)

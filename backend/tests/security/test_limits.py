@@ -281,3 +281,20 @@ def test_the_flusher_adds_pending_hits_within_its_interval() -> None:
     assert all(limiter.hit(limit, "ip", "/") for _ in range(3))
     time.sleep(3 * batched_limits.FLUSH_INTERVAL_SECONDS)
     assert storage.get(limit.key_for("ip", "/")) == 3
+
+
+def test_only_our_request_hook_checks_limits(client_with: ClientWith) -> None:
+    """Flask-Limiter builds the storage and the strategy; its per-request hooks (~275 µs of a
+    cached read, docs/performance/profile-request.md) must stay unregistered."""
+    app = client_with().application
+    hooks = [
+        *app.before_request_funcs[None],
+        *app.after_request_funcs[None],
+        *app.teardown_request_funcs[None],
+    ]
+    limiter = extensions.limiter.of(app)
+    assert not any(
+        getattr(hook, "__self__", None) is limiter or getattr(hook, "args", ()) == (limiter,)
+        for hook in hooks
+    )
+    assert limiter in app.extensions["limiter"]
