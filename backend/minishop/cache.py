@@ -253,8 +253,7 @@ class ReadThroughCache:
         doc_key = f"{KEY_PREFIX}{name}:{key}"
         self.local.evict(doc_key)
         try:
-            self.store.bump_generation(doc_key, f"{doc_key}:gen")
-            self.store.publish(INVALIDATIONS_CHANNEL, doc_key)
+            self.store.bump_generation(doc_key, f"{doc_key}:gen", announce_on=INVALIDATIONS_CHANNEL)
         except redis.RedisError as exc:
             log.warning("cache %s: could not invalidate %s: %s", name, key, type(exc).__name__)
 

@@ -103,6 +103,9 @@ class Settings(BaseSettings):
     DB_MAX_OVERFLOW: int = 10
     DB_POOL_TIMEOUT_SECONDS: float = 5.0
     DB_POOL_RECYCLE_SECONDS: int = 1800
+    # A pooled connection idle longer than this is pinged before use (minishop/db_pool.py);
+    # 0 pings on every checkout.
+    DB_POOL_PING_IDLE_SECONDS: float = Field(1.0, ge=0)
     DB_CONNECT_TIMEOUT_SECONDS: int = 3
 
     # redis://, rediss:// (TLS) or redis+sentinel://host:port,host:port/<master>[/<db>]
@@ -250,7 +253,7 @@ class Settings(BaseSettings):
     def flask_config(self, instance_path: str) -> dict[str, Any]:
         """The mapping handed to `app.config`, including the keys extensions read."""
         url = self.database_url()
-        engine_options: dict[str, Any] = {"pool_pre_ping": True}
+        engine_options: dict[str, Any] = {}
         if not url.startswith("sqlite"):
             engine_options |= {
                 "pool_size": self.DB_POOL_SIZE,

@@ -22,6 +22,7 @@ from flask_migrate import Migrate
 from flask_sqlalchemy import SQLAlchemy
 from sqlalchemy.orm import Session
 
+from minishop import db_pool
 from minishop.cache import CachePolicy, ReadThroughCache
 from minishop.config import ConfigError, Settings
 from minishop.domain.auth import AuthKeys
@@ -141,6 +142,9 @@ def _wechat_client(config: Settings, store: KeyValueStore) -> MiniProgramClient:
 def init_app(app: Flask, config: Settings) -> None:
     """Build every shared object for `app` from `config`."""
     db.init_app(app)
+    with app.app_context():
+        for engine in db.engines.values():
+            db_pool.ping_when_idle(engine, config.DB_POOL_PING_IDLE_SECONDS)
     migrate.init_app(app, db)
     settings.set(app, config)
 

@@ -51,11 +51,15 @@ if (redis.call('get', KEYS[2]) or '0') == ARGV[3] then
 end
 return 0
 """
-# KEYS: value key, generation key. ARGV: generation ttl ms.
+# KEYS: value key, generation key. ARGV: generation ttl ms, then optionally a channel and the
+# message to publish on it (in the same round trip).
 BUMP_GENERATION = """
 redis.call('del', KEYS[1])
 redis.call('incr', KEYS[2])
 redis.call('pexpire', KEYS[2], ARGV[1])
+if ARGV[2] then
+    redis.call('publish', ARGV[2], ARGV[3])
+end
 return 1
 """
 # A generation outlives any value written under it, so a bumped one cannot reappear as '0'.
@@ -92,8 +96,11 @@ class KeyValueStore(Protocol):
         """Store `value` only if nothing bumped `generation_key` since `generation` was read."""
         ...
 
-    def bump_generation(self, key: str, generation_key: str) -> None:
-        """Delete `key` and make every write prepared under the old generation a no-op."""
+    def bump_generation(
+        self, key: str, generation_key: str, announce_on: str | None = None
+    ) -> None:
+        """Delete `key` and make every write prepared under the old generation a no-op; with
+        `announce_on`, also publish `key` on that channel (one round trip, not two)."""
         ...
 
     def forget_prefix(self, prefix: str, generation_key: str) -> None:
@@ -186,9 +193,14 @@ class RedisStore:
             self._set_if_generation(keys=keys, args=[value, _milliseconds(ttl_seconds), generation])
         )
 
-    def bump_generation(self, key: str, generation_key: str) -> None:
+    def bump_generation(
+        self, key: str, generation_key: str, announce_on: str | None = None
+    ) -> None:
         keys = [self.prefix + key, self.prefix + generation_key]
-        self._bump_generation(keys=keys, args=[_milliseconds(GENERATION_TTL_SECONDS)])
+        args: list[str | int] = [_milliseconds(GENERATION_TTL_SECONDS)]
+        if announce_on is not None:
+            args += [self.prefix + announce_on, key]
+        self._bump_generation(keys=keys, args=args)
 
     def forget_prefix(self, prefix: str, generation_key: str) -> None:
         """The bump comes first: a rebuild that read before it cannot store afterwards, and one
@@ -406,7 +418,10 @@ class SQLiteStore:
             connection.execute(UPSERT, (key, value, now + ttl_seconds))
             return True
 
-    def bump_generation(self, key: str, generation_key: str) -> None:
+    def bump_generation(
+        self, key: str, generation_key: str, announce_on: str | None = None
+    ) -> None:
+        """`announce_on` needs nothing here: the epoch tells the other workers."""
         with self._writing() as (connection, now):
             connection.execute("DELETE FROM kv WHERE key = ?", (key,))
             bumped = int(self._live(connection, generation_key, now) or "0") + 1

@@ -2,15 +2,17 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 from flask.testing import FlaskClient
-from sqlalchemy import func, select, text, update
+from sqlalchemy import Connection, create_engine, func, select, text, update
 
 from minishop import config, create_app
+from minishop.db_pool import ping_when_idle
 from minishop.extensions import db
 from minishop.models import Category, Product, Role, User
 from tests.conftest import embedded_settings
@@ -82,3 +84,35 @@ def test_sqlite_connections_enforce_foreign_keys_and_wait_for_writers(tmp_path: 
         }
         db.engine.dispose()
     assert pragmas == {"foreign_keys": 1, "journal_mode": "wal", "busy_timeout": 5000}
+
+
+def test_a_pooled_connection_is_pinged_only_after_idling(
+    app: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """In use again at once: no ping (no round trip per request). Idle past the bound: pinged,
+    and a connection the server killed meanwhile is replaced instead of failing the request."""
+    engine = create_engine(db.engine.url, pool_size=1, max_overflow=0)
+    ping_when_idle(engine, 0.3)
+    pings: list[object] = []
+    real_ping = engine.dialect.do_ping
+
+    def counted_ping(connection: Any) -> bool:
+        pings.append(connection)
+        return real_ping(connection)
+
+    monkeypatch.setattr(engine.dialect, "do_ping", counted_ping)
+
+    def connection_id() -> int:
+        connection: Connection
+        with engine.connect() as connection:
+            return int(connection.scalar(text("SELECT CONNECTION_ID()")) or 0)
+
+    first = connection_id()
+    assert [connection_id() for _ in range(5)] == [first] * 5
+    assert pings == []
+    db.session.execute(text(f"KILL {first}"))
+    time.sleep(0.5)
+    replaced = connection_id()
+    assert replaced != first
+    assert len(pings) == 1
+    engine.dispose()

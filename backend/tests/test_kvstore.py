@@ -72,6 +72,23 @@ def test_a_bumped_generation_refuses_writes_prepared_before_it(store: KeyValueSt
     assert store.get("doc") is None
 
 
+def test_a_bump_can_announce_the_key_in_the_same_call(store: KeyValueStore) -> None:
+    """Redis publishes it to subscribers; the embedded file changes its epoch instead."""
+    subscription = store.subscribe("invalidations")
+    epoch = store.invalidation_epoch()
+    store.set("doc", "v", 10)
+    if subscription is None:
+        store.bump_generation("doc", "doc:gen", announce_on="invalidations")
+        assert store.invalidation_epoch() != epoch
+    else:
+        with subscription:
+            subscription.get_message(0.5)  # the subscription is live before the bump
+            store.bump_generation("doc", "doc:gen", announce_on="invalidations")
+            assert subscription.get_message(2.0) == "doc"
+    assert store.get("doc") is None
+    assert store.generation("doc:gen") != "0"
+
+
 def _take(path: str, candidate: int) -> bool:
     """In a process of its own: what a gunicorn worker does with the shared file."""
     return SQLiteStore(path).set_if_absent("lock", str(candidate), 10)
