@@ -83,7 +83,7 @@ render_product = _renderer(ProductDetailOut)
 def list_categories(query: CategoryQuery) -> Response:
     """All categories are one query; each cached page is a slice of it."""
     body = catalog.categories_body(
-        extensions.session(),
+        extensions.session,
         extensions.catalog_cache.get(),
         page=query.page,
         page_size=query.page_size,
@@ -95,7 +95,7 @@ def list_categories(query: CategoryQuery) -> Response:
 @bp.get("/products", responses={200: Envelope[Page[ProductOut]]})
 def list_products(query: ProductQuery) -> Response:
     body = catalog.products_body(
-        extensions.session(),
+        extensions.session,
         extensions.catalog_cache.get(),
         category_id=query.category_id,
         q=query.q,
@@ -109,6 +109,6 @@ def list_products(query: ProductQuery) -> Response:
 @bp.get("/products/<int:product_id>", responses={200: Envelope[ProductDetailOut]})
 def get_product(path: ProductPath) -> Response:
     body = catalog.product_body(
-        extensions.session(), extensions.catalog_cache.get(), path.product_id, render_product
+        extensions.session, extensions.catalog_cache.get(), path.product_id, render_product
     )
     return http_cache.catalog_response(body)
