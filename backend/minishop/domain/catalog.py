@@ -109,6 +109,13 @@ def product_body(session: Sessions, catalog: CatalogCache, product_id: int, rend
     return body
 
 
+def held_product_body(catalog: CatalogCache, product_id: int) -> Body | None:
+    """A product's body when this worker's first level holds one, else None (`product_body`
+    then answers, a missing product included)."""
+    body = catalog.cache.peek(PRODUCT_CACHE, str(product_id))
+    return body if body is not None and body.data is not None else None
+
+
 def get_product_on_sale(
     session: Session, catalog: CatalogCache, product_id: int, render: Render
 ) -> dict[str, Any]:
