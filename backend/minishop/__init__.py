@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from flask import Flask, Request
+from flask.sessions import SessionInterface
 from flask_openapi3 import Info, OpenAPI
 
 from minishop import api, cli, errors, extensions, observability
@@ -9,6 +11,14 @@ from minishop.config import Settings, check_settings, load_settings
 from minishop.security import headers
 
 __version__ = "0.1.0"
+
+
+class NoCookieSession(SessionInterface):
+    """The API keeps no cookie session (callers send bearer tokens): Flask's default would
+    build an itsdangerous signer on every request to read a cookie nobody sets."""
+
+    def open_session(self, app: Flask, request: Request) -> None:
+        return None  # Flask then uses its empty, unsaved NullSession
 
 
 def create_app(settings: Settings | None = None) -> OpenAPI:
@@ -28,6 +38,7 @@ def create_app(settings: Settings | None = None) -> OpenAPI:
         security_schemes={"bearer": {"type": "http", "scheme": "bearer", "bearerFormat": "JWT"}},
     )
     app.config.from_mapping(settings.flask_config(app.instance_path))
+    app.session_interface = NoCookieSession()
     app.json.sort_keys = False  # type: ignore[attr-defined]
 
     extensions.init_app(app, settings)

@@ -220,12 +220,10 @@ class ReadThroughCache:
         """
         if not self.policy.enabled:
             return Body.of(load())
-        doc_key = f"{KEY_PREFIX}{name}:{key}"
-        self._follow_epoch()
-        body = self.local.get(doc_key)
+        body = self.peek(name, key)
         if body is not None:
-            metrics.record_cache(name, True)
             return body
+        doc_key = f"{KEY_PREFIX}{name}:{key}"
         if self.local.enabled:
             self._listen_for_invalidations()
         epoch = self.local.epoch
@@ -238,6 +236,17 @@ class ReadThroughCache:
             body = Body.of(load())
         self._follow_epoch()  # an invalidation while the body was on its way: do not keep it
         self.local.put(doc_key, body, epoch)
+        return body
+
+    def peek(self, name: str, key: str) -> Body | None:
+        """The body this worker's first level holds for (name, key), counted as a hit; None when
+        it holds none (then `get` asks the store). Nothing but a dict lookup on a hit."""
+        if not self.policy.enabled:
+            return None
+        self._follow_epoch()
+        body = self.local.get(f"{KEY_PREFIX}{name}:{key}")
+        if body is not None:
+            metrics.record_cache(name, True)
         return body
 
     def _follow_epoch(self) -> None:

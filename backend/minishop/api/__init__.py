@@ -69,6 +69,7 @@ def _openapi_document() -> Response:
 def init_app(app: OpenAPI) -> None:
     app.request_class = Request
     guards.init_app(app)
+    app.before_request(products.answer_held_product)  # after the limiter has counted the read
     http_cache.init_app(app)
     app.before_request(_require_json_body)
     for blueprint in BLUEPRINTS:

@@ -21,6 +21,8 @@ PRODUCTS_CACHE = "products"
 
 # Turns a document (a dict, or a page of them) into the bytes of the response's `data`.
 Render = Callable[[dict[str, Any]], bytes]
+# The database session, asked for only when the cache cannot answer: a hit never opens one.
+Sessions = Callable[[], Session]
 
 
 @dataclass(frozen=True)
@@ -76,12 +78,12 @@ def _cached_page(catalog: CatalogCache, page: int, q: str | None = None) -> bool
 
 
 def categories_body(
-    session: Session, catalog: CatalogCache, *, page: int, page_size: int, render: Render
+    session: Sessions, catalog: CatalogCache, *, page: int, page_size: int, render: Render
 ) -> Body:
     """A page of the categories in sort order (a shop has few: one query, sliced here)."""
 
     def load() -> bytes:
-        categories = list(session.scalars(select(Category).order_by(Category.sort, Category.id)))
+        categories = list(session().scalars(select(Category).order_by(Category.sort, Category.id)))
         window = categories[(page - 1) * page_size : page * page_size]
         items = [{"id": c.id, "name": c.name, "sort": c.sort} for c in window]
         return render(_page(items, page, page_size, len(categories)))
@@ -92,11 +94,11 @@ def categories_body(
     return catalog.cache.get(CATEGORIES_CACHE, key, catalog.categories_ttl, load, whole=True)
 
 
-def product_body(session: Session, catalog: CatalogCache, product_id: int, render: Render) -> Body:
+def product_body(session: Sessions, catalog: CatalogCache, product_id: int, render: Render) -> Body:
     """One product on sale; 40400 for an unknown or off-sale id (cached as a negative entry)."""
 
     def load() -> bytes | None:
-        product = session.get(Product, product_id, populate_existing=True)
+        product = session().get(Product, product_id, populate_existing=True)
         if product is None or product.status != ProductStatus.ON_SALE:
             return None
         return render(product_document(product))
@@ -107,17 +109,24 @@ def product_body(session: Session, catalog: CatalogCache, product_id: int, rende
     return body
 
 
+def held_product_body(catalog: CatalogCache, product_id: int) -> Body | None:
+    """A product's body when this worker's first level holds one, else None (`product_body`
+    then answers, a missing product included)."""
+    body = catalog.cache.peek(PRODUCT_CACHE, str(product_id))
+    return body if body is not None and body.data is not None else None
+
+
 def get_product_on_sale(
     session: Session, catalog: CatalogCache, product_id: int, render: Render
 ) -> dict[str, Any]:
     """What a job (no HTTP) reads of a product: the cached body, parsed."""
-    body = product_body(session, catalog, product_id, render)
+    body = product_body(lambda: session, catalog, product_id, render)
     document: dict[str, Any] = json.loads(body.data or b"")
     return document
 
 
 def products_body(
-    session: Session,
+    session: Sessions,
     catalog: CatalogCache,
     *,
     category_id: int | None,
@@ -130,7 +139,7 @@ def products_body(
 
     def load() -> bytes:
         products, total = list_products(
-            session, category_id=category_id, q=q, page=page, page_size=page_size
+            session(), category_id=category_id, q=q, page=page, page_size=page_size
         )
         items = [product_document(product) for product in products]
         return render(_page(items, page, page_size, total))

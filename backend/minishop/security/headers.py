@@ -12,7 +12,9 @@
 
 from __future__ import annotations
 
-from flask import Flask, Response, current_app
+from collections.abc import Callable
+
+from flask import Flask, Response
 from flask_cors import CORS
 from werkzeug.middleware.proxy_fix import ProxyFix
 
@@ -33,20 +35,29 @@ CORS_ALLOW_HEADERS = [
 ]
 
 
-def _add_security_headers(response: Response) -> Response:
-    for name, value in SECURITY_HEADERS.items():
-        response.headers.setdefault(name, value)
-    max_age = current_app.config["HSTS_MAX_AGE_SECONDS"]
-    if max_age:
-        response.headers["Strict-Transport-Security"] = f"max-age={max_age}; includeSubDomains"
-    return response
+def _security_headers(hsts_max_age: int) -> Callable[[Response], Response]:
+    """The hook, with this app's headers fixed once (the settings do not change at run time)."""
+    added = list(SECURITY_HEADERS.items())
+    if hsts_max_age:
+        added.append(("Strict-Transport-Security", f"max-age={hsts_max_age}; includeSubDomains"))
+
+    def add_security_headers(response: Response) -> Response:
+        headers = response.headers
+        if "Content-Security-Policy" in headers:  # a view with its own policy keeps it
+            for name, value in added:
+                headers.setdefault(name, value)
+        else:
+            headers.extend(added)
+        return response
+
+    return add_security_headers
 
 
 def init_app(app: Flask) -> None:
     proxies = app.config["TRUSTED_PROXY_COUNT"]
     if proxies:
         app.wsgi_app = ProxyFix(app.wsgi_app, x_for=proxies, x_proto=proxies)  # type: ignore[method-assign]
-    app.after_request(_add_security_headers)
+    app.after_request(_security_headers(app.config["HSTS_MAX_AGE_SECONDS"]))
     origins = [origin.strip() for origin in app.config["CORS_ORIGINS"].split(",") if origin.strip()]
     if origins:
         CORS(

@@ -13,6 +13,7 @@ from minishop import extensions
 from minishop.api import http_cache
 from minishop.domain import catalog_admin
 from minishop.extensions import db
+from tests.conftest import ClientWith
 from tests.test_errors import assert_envelope
 
 
@@ -158,6 +159,24 @@ def test_anonymous_catalog_reads_are_public_for_a_second_with_a_strong_etag(
         etag = first.headers["ETag"]
         assert etag.startswith('"') and etag.endswith('"') and len(etag) > 10  # strong
         assert again.headers["ETag"] == etag
+
+
+def test_a_read_the_first_level_holds_opens_no_database_session(
+    client_with: ClientWith, catalog: dict[str, Any]
+) -> None:
+    """The first read of each loads from the database; the next ones, answered from the
+    worker's first level (a product detail by the hook ahead of the view), create no Session."""
+    fresh = client_with()
+    opened: list[bool] = []
+
+    def record(_exc: BaseException | None) -> None:  # runs before flask-sqlalchemy's removal
+        opened.append(db.session.registry.has())
+
+    fresh.application.teardown_request(record)
+    for _ in range(2):
+        for path in [detail(catalog), *CATALOG_READS]:
+            assert_envelope(fresh.get(path), 200, 0)
+    assert opened == [True] * 3 + [False] * 3
 
 
 def test_if_none_match_answers_304_without_a_body(
