@@ -220,37 +220,53 @@ def targets(run: BenchRun, limits: dict[str, Any]) -> list[Target]:
     return rows
 
 
-def targets_table(rows: list[Target]) -> str:
-    lines = ["| scenario | measured | target | result |", "| --- | --- | --- | --- |"]
-    lines += [f"| {t.scenario} | {t.measured} | {t.target} | {t.verdict} |" for t in rows]
+def markdown_table(header: dict[str, str], rows: list[list[object]]) -> str:
+    """A markdown table: `header` maps each column's title to its alignment row cell."""
+    lines = ["| " + " | ".join(header) + " |", "| " + " | ".join(header.values()) + " |"]
+    lines += ["| " + " | ".join(str(cell) for cell in row) + " |" for row in rows]
     return "\n".join(lines)
 
 
+def targets_table(rows: list[Target]) -> str:
+    header = {"scenario": "---", "measured": "---", "target": "---", "result": "---"}
+    return markdown_table(header, [[t.scenario, t.measured, t.target, t.verdict] for t in rows])
+
+
 def results_table(results: list[Result]) -> str:
-    rows = [
-        "| scenario | req/s | p50 ms | p95 ms | p99 ms | requests | failed | worker RSS MiB |",
-        "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
-    ]
-    rows += [
-        f"| {r.scenario} | {r.requests_per_second:.0f} | {r.p50_ms:.1f} | {r.p95_ms:.1f} | "
-        f"{r.p99_ms:.1f} | {r.requests} | {r.failures} | {r.peak_worker_rss_mib:.0f} |"
+    header = {"scenario": "---", "req/s": "---:", "p50 ms": "---:", "p95 ms": "---:"}
+    header |= {"p99 ms": "---:", "requests": "---:", "failed": "---:"}
+    header |= {"worker RSS MiB": "---:"}
+    rows: list[list[object]] = [
+        [
+            r.scenario,
+            f"{r.requests_per_second:.0f}",
+            f"{r.p50_ms:.1f}",
+            f"{r.p95_ms:.1f}",
+            f"{r.p99_ms:.1f}",
+            r.requests,
+            r.failures,
+            f"{r.peak_worker_rss_mib:.0f}",
+        ]
         for r in results
     ]
-    return "\n".join(rows)
+    return markdown_table(header, rows)
 
 
 def orders_table(runs: list[OrderRun]) -> str:
-    rows = [
-        "| scenario | orders/s | initial stock | sold (database) | stock left | reconciled |",
-        "| --- | ---: | ---: | ---: | ---: | --- |",
-    ]
-    rows += [
-        f"| {run.result.scenario} | {run.orders_per_second:.0f} | {run.initial_stock} | "
-        f"{run.sold} | {run.stock_left} | {'yes' if run.reconciled else '**NO**'}"
-        f"{' (sold out)' if run.sold_out else ''} |"
+    header = {"scenario": "---", "orders/s": "---:", "initial stock": "---:"}
+    header |= {"sold (database)": "---:", "stock left": "---:", "reconciled": "---"}
+    rows: list[list[object]] = [
+        [
+            run.result.scenario,
+            f"{run.orders_per_second:.0f}",
+            run.initial_stock,
+            run.sold,
+            run.stock_left,
+            ("yes" if run.reconciled else "**NO**") + (" (sold out)" if run.sold_out else ""),
+        ]
         for run in runs
     ]
-    return "\n".join(rows)
+    return markdown_table(header, rows)
 
 
 def chart(results: list[Result], title: str, path: Path) -> None:
