@@ -52,4 +52,5 @@ def create_app(settings: Settings | None = None) -> OpenAPI:
     errors.init_app(app)
     api.init_app(app)
     cli.init_app(app)
+    headers.trust_proxies(app)
     return app

@@ -75,9 +75,16 @@ def ok(data: Any = None, status: int = 200) -> Response:
     return envelope_response(data, status=status)
 
 
+def raw_ok_body(data_json: bytes, request_id: str) -> bytes:
+    """The success envelope around `data` that is already JSON (a cached body,
+    minishop/cache.py), spliced in as bytes, not decoded and encoded again: byte for byte what
+    `ok` answers."""
+    return b'{"code":0,"message":"ok","data":%b,"request_id":%b}\n' % (
+        data_json,
+        encode_json(request_id),
+    )
+
+
 def raw_ok(data_json: bytes, headers: dict[str, str] | None = None) -> Response:
-    """A success whose `data` is already JSON (a cached body, minishop/cache.py), spliced in as
-    bytes, not decoded and encoded again: byte for byte what `ok` answers."""
-    request_id = encode_json(current_request_id())
-    body = b'{"code":0,"message":"ok","data":%b,"request_id":%b}\n' % (data_json, request_id)
+    body = raw_ok_body(data_json, current_request_id())
     return current_app.response_class(body, headers=headers, mimetype="application/json")

@@ -12,6 +12,7 @@ from werkzeug.exceptions import BadRequest
 from minishop.api import (
     admin,
     auth,
+    catalog_shortcut,
     docs,
     files,
     guards,
@@ -68,11 +69,11 @@ def _openapi_document() -> Response:
 
 def init_app(app: OpenAPI) -> None:
     app.request_class = Request
-    guards.init_app(app)
-    app.before_request(products.answer_held_product)  # after the limiter has counted the read
+    limits = guards.init_app(app)
     http_cache.init_app(app)
     app.before_request(_require_json_body)
     for blueprint in BLUEPRINTS:
         app.register_api(blueprint)
     app.add_url_rule("/openapi.json", "openapi_document", _openapi_document)
     app.register_blueprint(docs.bp)  # HTML for people: outside the API and its document
+    catalog_shortcut.install(app, limits)

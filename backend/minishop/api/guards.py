@@ -123,8 +123,11 @@ def _verify_signature_if_required() -> None:
         raise
 
 
-def init_app(app: Flask) -> None:
-    """The hooks, in order; the limiter (built in extensions) registers its own in between."""
+def init_app(app: Flask) -> rate_limits.RequestLimits | None:
+    """The hooks, in order; the limiter (built in extensions) registers its own in between.
+    Returns the limits (None when RATELIMIT_ENABLED is off): the catalog shortcut counts with
+    them too."""
     app.before_request(_authenticate_if_required)
-    rate_limits.install(app, extensions.limiter.of(app))
+    limits = rate_limits.install(app, extensions.limiter.of(app))
     app.before_request(_verify_signature_if_required)
+    return limits

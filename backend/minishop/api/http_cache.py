@@ -18,8 +18,10 @@ nginx refreshes it again on the next request (a few refreshes a second, one at a
 from __future__ import annotations
 
 import time
+from wsgiref.types import WSGIEnvironment
 
 from flask import Flask, Response, current_app, request
+from werkzeug.http import parse_etags
 
 from minishop.cache import Body
 from minishop.envelope import raw_ok
@@ -30,22 +32,32 @@ NO_STORE = "no-store"
 EDGE_REFRESH_SECONDS = 0.1
 
 
-def catalog_response(body: Body) -> Response:
-    """`body` as a 200, or a 304 when the client's `If-None-Match` (weak comparison, `*`, lists,
-    RFC 9110 13.1.2) already names it. Read straight from the WSGI environ: this is every
-    catalog read's path, and most carry neither a validator nor credentials."""
-    if body.data is None:
-        raise ValueError("a negative cache entry has no response body")
-    environ = request.environ
-    headers = {"ETag": body.etag}
+def catalog_headers(environ: WSGIEnvironment, etag: str) -> dict[str, str]:
+    """The caching headers of a catalog read, read straight from the WSGI environ: this is
+    every catalog read's path, and most carry neither a validator nor credentials."""
+    headers = {"ETag": etag}
     if "HTTP_AUTHORIZATION" in environ or "HTTP_COOKIE" in environ:
         headers["Cache-Control"] = PRIVATE
     else:
         headers["Cache-Control"] = PUBLIC
         headers["X-Accel-Expires"] = f"@{int(time.time() - EDGE_REFRESH_SECONDS)}"
-    if "HTTP_IF_NONE_MATCH" in environ and request.if_none_match.contains_weak(
-        body.etag.strip('"')
-    ):
+    return headers
+
+
+def is_not_modified(environ: WSGIEnvironment, etag: str) -> bool:
+    """Whether the client's `If-None-Match` already names `etag` (weak comparison, `*`, lists;
+    RFC 9110 13.1.2)."""
+    sent = environ.get("HTTP_IF_NONE_MATCH")
+    return sent is not None and parse_etags(sent).contains_weak(etag.strip('"'))
+
+
+def catalog_response(body: Body) -> Response:
+    """`body` as a 200, or a 304 when the client's `If-None-Match` already names it."""
+    if body.data is None:
+        raise ValueError("a negative cache entry has no response body")
+    environ = request.environ
+    headers = catalog_headers(environ, body.etag)
+    if is_not_modified(environ, body.etag):
         return current_app.response_class(status=304, headers=headers)
     return raw_ok(body.data, headers)
 

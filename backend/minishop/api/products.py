@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from flask import Response, request
+from flask import Response
 from flask_openapi3 import APIBlueprint, Tag
 from pydantic import AliasChoices, BaseModel, ConfigDict, Field
 
@@ -112,16 +112,3 @@ def get_product(path: ProductPath) -> Response:
         extensions.session, extensions.catalog_cache.get(), path.product_id, render_product
     )
     return http_cache.catalog_response(body)
-
-
-def answer_held_product() -> Response | None:
-    """A before_request hook, registered after the guards and the rate limiter (the read is
-    counted): a product detail this worker's first level holds is answered here, skipping the
-    request validation, the view and its database session. Its after_request hooks (access line,
-    metrics, request id, headers) run as for any response. Only ids that passed validation
-    ever reach the cache, so a hit is a valid id."""
-    if request.endpoint != "products.get_product" or request.method != "GET":
-        return None
-    product_id = (request.view_args or {})["product_id"]
-    body = catalog.held_product_body(extensions.catalog_cache.get(), product_id)
-    return None if body is None else http_cache.catalog_response(body)

@@ -68,6 +68,21 @@ def product_document(product: Product) -> dict[str, Any]:
     }
 
 
+def product_key(product_id: int) -> str:
+    """A product detail's key in PRODUCT_CACHE."""
+    return str(product_id)
+
+
+def products_key(category_id: int | None, page: int, page_size: int) -> str:
+    """A list page's key in PRODUCTS_CACHE."""
+    return f"{category_id or 0}:{page}:{page_size}"
+
+
+def categories_key(page: int, page_size: int) -> str:
+    """A categories page's key in CATEGORIES_CACHE."""
+    return f"{page}:{page_size}"
+
+
 def _page(items: list[dict[str, Any]], page: int, page_size: int, total: int) -> dict[str, Any]:
     return {"items": items, "page": page, "page_size": page_size, "total": total}
 
@@ -90,7 +105,7 @@ def categories_body(
 
     if not _cached_page(catalog, page):
         return Body.of(load())
-    key = f"{page}:{page_size}"
+    key = categories_key(page, page_size)
     return catalog.cache.get(CATEGORIES_CACHE, key, catalog.categories_ttl, load, whole=True)
 
 
@@ -103,16 +118,16 @@ def product_body(session: Sessions, catalog: CatalogCache, product_id: int, rend
             return None
         return render(product_document(product))
 
-    body = catalog.cache.get(PRODUCT_CACHE, str(product_id), catalog.product_ttl, load)
+    body = catalog.cache.get(PRODUCT_CACHE, product_key(product_id), catalog.product_ttl, load)
     if body.data is None:
         raise AppError(ErrorCode.NOT_FOUND, "product not found")
     return body
 
 
-def held_product_body(catalog: CatalogCache, product_id: int) -> Body | None:
-    """A product's body when this worker's first level holds one, else None (`product_body`
-    then answers, a missing product included)."""
-    body = catalog.cache.peek(PRODUCT_CACHE, str(product_id))
+def held_body(catalog: CatalogCache, name: str, key: str) -> Body | None:
+    """The body of (name, key) when this worker's first level holds one, else None: then the
+    `*_body` function of that kind answers (a missing product too)."""
+    body = catalog.cache.peek(name, key)
     return body if body is not None and body.data is not None else None
 
 
@@ -146,7 +161,7 @@ def products_body(
 
     if not _cached_page(catalog, page, q):
         return Body.of(load())
-    key = f"{category_id or 0}:{page}:{page_size}"
+    key = products_key(category_id, page, page_size)
     return catalog.cache.get(PRODUCTS_CACHE, key, catalog.list_ttl, load, whole=True)
 
 

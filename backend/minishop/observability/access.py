@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import time
+from typing import Any
 
 from flask import Flask, Response, g, request
 
@@ -50,21 +51,37 @@ class RequestRecorder:
             metrics.observe_request(
                 request.method, metrics.request_route(), response.status_code, seconds
             )
-        if access_log.isEnabledFor(logging.INFO):
-            # Made directly: Logger.info would walk the stack for a caller no line shows.
-            access_log.handle(
-                access_log.makeRecord(
-                    ACCESS_LOGGER,
-                    logging.INFO,
-                    "",
-                    0,
-                    "%s %s %d",
-                    (request.method, request.path, response.status_code),
-                    None,
-                    extra={"status": response.status_code, "duration_ms": round(seconds * 1e3, 3)},
-                )
-            )
+        write_access_line(request.method, request.path, response.status_code, seconds)
         return response
+
+
+def write_access_line(
+    method: str,
+    path: str,
+    status: int,
+    seconds: float,
+    request_fields: dict[str, Any] | None = None,
+) -> None:
+    """The request's access line. Inside Flask the formatter reads the request's fields itself;
+    a request answered outside Flask (api/catalog_shortcut.py) passes them in `request_fields`."""
+    if access_log.isEnabledFor(logging.INFO):
+        # Made directly: Logger.info would walk the stack for a caller no line shows.
+        access_log.handle(
+            access_log.makeRecord(
+                ACCESS_LOGGER,
+                logging.INFO,
+                "",
+                0,
+                "%s %s %d",
+                (method, path, status),
+                None,
+                extra={
+                    **(request_fields or {}),
+                    "status": status,
+                    "duration_ms": round(seconds * 1e3, 3),
+                },
+            )
+        )
 
 
 def init_app(app: Flask, *, with_metrics: bool) -> None:

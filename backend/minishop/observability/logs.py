@@ -58,9 +58,11 @@ BUSINESS_FIELDS = (
 )
 # Present only when they apply.
 OPTIONAL_FIELDS = (*BUSINESS_FIELDS, "exception")
-# What a caller may pass in `extra=` (the access log line uses the first two; a request gunicorn
-# refuses before the app sees it is logged with its status, request_id and client_ip).
-EXTRA_FIELDS = ("status", "duration_ms", "user_id", "request_id", "client_ip", *BUSINESS_FIELDS)
+# What a caller may pass in `extra=` (the access line uses status and duration_ms, and all the
+# request's fields when the request was answered outside Flask; a request gunicorn refuses
+# before the app sees it is logged with its status, request_id and client_ip).
+REQUEST_FIELDS = ("request_id", "trace_id", "span_id", "user_id", "method", "route", "client_ip")
+EXTRA_FIELDS = ("status", "duration_ms", *REQUEST_FIELDS, *BUSINESS_FIELDS)
 
 HANDLER_NAME = "minishop-json"
 ACCESS_LOGGER = "minishop.access"

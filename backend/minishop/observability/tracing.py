@@ -27,11 +27,13 @@ import re
 import socket
 from typing import Any, Protocol
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
+from wsgiref.types import WSGIEnvironment
 
 from flask import Flask, Response, g, has_request_context, request
 from opentelemetry import context as otel_context
 from opentelemetry import propagate, trace
 from sqlalchemy.engine import Engine
+from werkzeug.datastructures import EnvironHeaders
 
 from minishop.kvstore import RedisStore
 from minishop.observability import metrics
@@ -73,6 +75,33 @@ class Backend(Protocol):
         ...
 
 
+class RequestTrace(Protocol):
+    """The trace of one request the WSGI shortcut answers (api/catalog_shortcut.py)."""
+
+    ids: Ids
+
+    def finish(self, status: int) -> None:
+        """Record the answer's status and end what was started."""
+        ...
+
+
+def ids_from_traceparent(traceparent: str) -> tuple[str, str]:
+    """The caller's trace id (W3C `traceparent`) or a new one, and a new span id."""
+    match = TRACEPARENT.fullmatch(traceparent)
+    sent = match["trace_id"] if match and match["trace_id"].strip("0") else None
+    return sent or f"{random.getrandbits(128):032x}", f"{random.getrandbits(64):016x}"
+
+
+class UnrecordedTrace:
+    """A request's ids without a span (TRACING_BACKEND=none)."""
+
+    def __init__(self, environ: WSGIEnvironment) -> None:
+        self.ids: Ids = ids_from_traceparent(environ.get("HTTP_TRACEPARENT", ""))
+
+    def finish(self, status: int) -> None:
+        """Nothing was started."""
+
+
 class NoTracing:
     """No spans; a request's ids are its caller's trace id (or a new one) and a new span id."""
 
@@ -81,11 +110,11 @@ class NoTracing:
             return NO_IDS
         ids: Ids | None = g.get("trace_ids")
         if ids is None:
-            match = TRACEPARENT.fullmatch(request.headers.get("traceparent", ""))
-            sent = match["trace_id"] if match and match["trace_id"].strip("0") else None
-            ids = (sent or f"{random.getrandbits(128):032x}", f"{random.getrandbits(64):016x}")
-            g.trace_ids = ids
+            ids = g.trace_ids = UnrecordedTrace(request.environ).ids
         return ids
+
+    def trace(self, environ: WSGIEnvironment, route: str, path: str) -> RequestTrace:
+        return UnrecordedTrace(environ)
 
 
 class OpenTelemetryTracing:
@@ -108,35 +137,47 @@ class OpenTelemetryTracing:
             return NO_IDS
         return f"{span_context.trace_id:032x}", f"{span_context.span_id:016x}"
 
-    def start_span(self) -> None:
-        route = metrics.request_route()
-        parent = propagate.extract(request.headers)  # traceparent and baggage, when sent
+    def open_span(
+        self, environ: WSGIEnvironment, route: str | None, path: str
+    ) -> tuple[trace.Span, object]:
+        """The SERVER span of the request in `environ`, made current: (span, context token)."""
+        method = environ["REQUEST_METHOD"]
+        parent = propagate.extract(EnvironHeaders(environ))  # traceparent and baggage, when sent
         span = self.tracer.start_span(
-            f"{request.method} {route or metrics.UNMATCHED_ROUTE}",
+            f"{method} {route or metrics.UNMATCHED_ROUTE}",
             context=parent,
             kind=trace.SpanKind.SERVER,
         )
         if span.is_recording():
             span.set_attributes(
                 {
-                    "http.request.method": request.method,
+                    "http.request.method": method,
                     "http.route": route or "",
-                    "url.scheme": request.scheme,
-                    "url.path": request.path,
-                    "url.query": redacted_query(request.query_string.decode("latin-1")),
-                    "client.address": request.remote_addr or "",
-                    "user_agent.original": request.user_agent.string,
+                    "url.scheme": environ["wsgi.url_scheme"],
+                    "url.path": path,
+                    "url.query": redacted_query(environ.get("QUERY_STRING", "")),
+                    "client.address": environ.get("REMOTE_ADDR") or "",
+                    "user_agent.original": environ.get("HTTP_USER_AGENT", ""),
                 }
             )
         token = otel_context.attach(trace.set_span_in_context(span, parent))
-        request.environ[self.ENVIRON_KEY] = (span, token)
+        return span, token
+
+    @staticmethod
+    def record(span: trace.Span, status: int) -> None:
+        if span.is_recording():
+            span.set_attribute("http.response.status_code", status)
+            if status >= 500:
+                span.set_status(trace.StatusCode.ERROR)
+
+    def start_span(self) -> None:
+        request.environ[self.ENVIRON_KEY] = self.open_span(
+            request.environ, metrics.request_route(), request.path
+        )
 
     def record_status(self, response: Response) -> Response:
         span, _ = request.environ[self.ENVIRON_KEY]
-        if span.is_recording():
-            span.set_attribute("http.response.status_code", response.status_code)
-            if response.status_code >= 500:
-                span.set_status(trace.StatusCode.ERROR)
+        self.record(span, response.status_code)
         return response
 
     def end_span(self, _exc: BaseException | None) -> None:
@@ -146,6 +187,24 @@ class OpenTelemetryTracing:
             return
         span.end()
         otel_context.detach(token)
+
+    def trace(self, environ: WSGIEnvironment, route: str, path: str) -> RequestTrace:
+        return SpanTrace(self, environ, route, path)
+
+
+class SpanTrace:
+    """The SERVER span of a request the WSGI shortcut answers, as the Flask hooks make it."""
+
+    def __init__(
+        self, tracing: OpenTelemetryTracing, environ: WSGIEnvironment, route: str, path: str
+    ) -> None:
+        self.span, self.token = tracing.open_span(environ, route, path)
+        self.ids = tracing.current_ids()
+
+    def finish(self, status: int) -> None:
+        OpenTelemetryTracing.record(self.span, status)
+        self.span.end()
+        otel_context.detach(self.token)  # type: ignore[arg-type]
 
 
 class SkyWalkingTracing:
@@ -181,6 +240,12 @@ _started: dict[str, Backend] = {}
 def current_ids() -> Ids:
     """(trace_id, span_id) for a log line or a response header, from this process's backend."""
     return _active.current_ids()
+
+
+def shortcut_tracing() -> NoTracing | OpenTelemetryTracing | None:
+    """The backend a request answered outside Flask (api/catalog_shortcut.py) is traced by, or
+    None under SkyWalking, whose agent traces only what runs inside Flask's dispatch."""
+    return _active if isinstance(_active, NoTracing | OpenTelemetryTracing) else None
 
 
 def _start_opentelemetry(

@@ -35,11 +35,16 @@ CORS_ALLOW_HEADERS = [
 ]
 
 
-def _security_headers(hsts_max_age: int) -> Callable[[Response], Response]:
-    """The hook, with this app's headers fixed once (the settings do not change at run time)."""
+def security_headers(hsts_max_age: int) -> list[tuple[str, str]]:
+    """What every response says, with this app's HSTS (the settings do not change at run time)."""
     added = list(SECURITY_HEADERS.items())
     if hsts_max_age:
         added.append(("Strict-Transport-Security", f"max-age={hsts_max_age}; includeSubDomains"))
+    return added
+
+
+def _security_headers_hook(hsts_max_age: int) -> Callable[[Response], Response]:
+    added = security_headers(hsts_max_age)
 
     def add_security_headers(response: Response) -> Response:
         headers = response.headers
@@ -54,10 +59,7 @@ def _security_headers(hsts_max_age: int) -> Callable[[Response], Response]:
 
 
 def init_app(app: Flask) -> None:
-    proxies = app.config["TRUSTED_PROXY_COUNT"]
-    if proxies:
-        app.wsgi_app = ProxyFix(app.wsgi_app, x_for=proxies, x_proto=proxies)  # type: ignore[method-assign]
-    app.after_request(_security_headers(app.config["HSTS_MAX_AGE_SECONDS"]))
+    app.after_request(_security_headers_hook(app.config["HSTS_MAX_AGE_SECONDS"]))
     origins = [origin.strip() for origin in app.config["CORS_ORIGINS"].split(",") if origin.strip()]
     if origins:
         CORS(
@@ -67,3 +69,11 @@ def init_app(app: Flask) -> None:
             expose_headers=["X-Request-ID", *rate_limits.HEADERS],
             max_age=600,
         )
+
+
+def trust_proxies(app: Flask) -> None:
+    """The outermost WSGI layer, so everything inside it (the catalog shortcut included) sees
+    the client address the trusted proxies reported: create_app calls it last."""
+    proxies = app.config["TRUSTED_PROXY_COUNT"]
+    if proxies:
+        app.wsgi_app = ProxyFix(app.wsgi_app, x_for=proxies, x_proto=proxies)  # type: ignore[method-assign]

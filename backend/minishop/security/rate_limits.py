@@ -78,8 +78,7 @@ EXEMPT_PATHS = frozenset(
 EXEMPT_PREFIXES = ("/docs/",)
 
 
-def _is_exempt() -> bool:
-    path = request.path
+def _is_exempt(path: str) -> bool:
     return path in EXEMPT_PATHS or path.startswith(EXEMPT_PREFIXES)
 
 
@@ -92,12 +91,12 @@ def user_key() -> str:
     return f"user:{principal.user.id}"
 
 
-def _mark(config_key: str, key_func: Callable[[], str]) -> Callable[[View], View]:
+def _mark(config_key: str, per_user: bool) -> Callable[[View], View]:
     if config_key not in NAMED_LIMITS:
         raise ValueError(f"{config_key} is not one of {NAMED_LIMITS}")
 
     def mark(view: View) -> View:
-        setattr(view, NAMED_LIMIT, (config_key, key_func))
+        setattr(view, NAMED_LIMIT, (config_key, per_user))
         return view
 
     return mark
@@ -105,12 +104,12 @@ def _mark(config_key: str, key_func: Callable[[], str]) -> Callable[[View], View
 
 def per_ip(config_key: str) -> Callable[[View], View]:
     """Mark a view with the named limit `config_key`, counted per client IP."""
-    return _mark(config_key, client_ip)
+    return _mark(config_key, per_user=False)
 
 
 def per_user(config_key: str) -> Callable[[View], View]:
     """Mark a logged-in view with the named limit `config_key`, counted per user."""
-    return _mark(config_key, user_key)
+    return _mark(config_key, per_user=True)
 
 
 def _limits(text: str) -> list[RateLimitItem]:
@@ -122,15 +121,16 @@ class _Rule:
     """One limit of an endpoint, with what its counter is keyed on."""
 
     item: RateLimitItem
-    key: Callable[[], str]
+    per_user: bool
     scope: str
 
 
 class RateLimited(TooManyRequests):
     """429 with the breached limit's headers (errors.py copies `get_headers` into the envelope)."""
 
-    def __init__(self, limit_headers: dict[str, str]) -> None:
+    def __init__(self, item: RateLimitItem, limit_headers: dict[str, str]) -> None:
         super().__init__()
+        self.item = item
         self.limit_headers = limit_headers
 
     def get_headers(self, *args: Any, **kwargs: Any) -> list[tuple[str, str]]:
@@ -143,6 +143,8 @@ HEADER_REMAINING = "X-RateLimit-Remaining"
 HEADER_RESET = "X-RateLimit-Reset"
 HEADER_RETRY_AFTER = "Retry-After"
 HEADERS = (HEADER_LIMIT, HEADER_REMAINING, HEADER_RESET, HEADER_RETRY_AFTER)
+# The WSGI environ key of a refusal the catalog shortcut counted (api/catalog_shortcut.py).
+REFUSED_AHEAD = "minishop.rate_limited"
 
 
 class RequestLimits:
@@ -169,34 +171,51 @@ class RequestLimits:
         self.rules: dict[str, tuple[_Rule, ...]] = {}
 
     def _rules_of(self, endpoint: str) -> tuple[_Rule, ...]:
-        rules = [_Rule(item, client_ip, endpoint) for item in self.default]
+        rules = [_Rule(item, False, endpoint) for item in self.default]
         marker = getattr(self.view_functions.get(endpoint), NAMED_LIMIT, None)
         if marker is not None:
-            name, key = marker
-            rules += [_Rule(item, key, f"{endpoint}:named") for item in self.named[name]]
+            name, per_user = marker
+            rules += [_Rule(item, per_user, f"{endpoint}:named") for item in self.named[name]]
         return tuple(sorted(rules, key=lambda rule: rule.item))
 
     def check(self) -> None:
-        endpoint = request.endpoint
-        if not endpoint or _is_exempt():
-            return
+        """The request hook. A request the catalog shortcut refused has been counted there and
+        arrives with its refusal (REFUSED_AHEAD), answered here like any other."""
+        refused: RateLimited | None = request.environ.pop(REFUSED_AHEAD, None)
+        if refused is None:
+            endpoint = request.endpoint
+            if not endpoint or _is_exempt(request.path):
+                return
+            refused, first = self.hit(endpoint, client_ip(), user_key)
+            if self.headers_enabled and first is not None:
+                g.rate_limit = first
+        if refused is not None:
+            _count_breach(refused.item)
+            raise refused
+
+    def hit(
+        self, endpoint: str, ip: str, user: Callable[[], str]
+    ) -> tuple[RateLimited | None, tuple[RateLimitItem, tuple[str, ...]] | None]:
+        """Count this request against every limit of `endpoint`, per `ip` or per `user()`: the
+        refusal of the first one breached (or None), and the first limit with its key."""
         rules = self.rules.get(endpoint)
         if rules is None:
             rules = self.rules[endpoint] = self._rules_of(endpoint)
+        first = None
         for rule in rules:
-            args = (*self.prefix, rule.key(), rule.scope)
-            if self.headers_enabled and rule is rules[0]:
-                g.rate_limit = (rule.item, args)
+            args = (*self.prefix, user() if rule.per_user else ip, rule.scope)
+            if first is None:
+                first = (rule.item, args)
             try:
                 allowed = self.strategy.hit(rule.item, *args)
             except Exception:
                 if not self.swallow_errors:
                     raise
                 self.logger.exception("Failed to rate limit. Swallowing error")
-                return
+                return None, first
             if not allowed:
-                _count_breach(rule.item)
-                raise RateLimited(self.limit_headers(rule.item, args, breached=True))
+                return RateLimited(rule.item, self.limit_headers(rule.item, args, True)), first
+        return None, first
 
     def limit_headers(
         self, item: RateLimitItem, args: tuple[str, ...], breached: bool = False
@@ -237,7 +256,7 @@ def build_limiter() -> Limiter:
     return Limiter(client_ip)
 
 
-def install(app: Flask, limiter: Limiter) -> None:
+def install(app: Flask, limiter: Limiter) -> RequestLimits | None:
     """Register the limits' request hook now: the caller decides where it runs among its own.
 
     Flask-Limiter builds the storage and the strategy from the app config; marking the app as
@@ -246,8 +265,9 @@ def install(app: Flask, limiter: Limiter) -> None:
     app.extensions.setdefault("limiter", set()).add(limiter)
     limiter.init_app(app)
     if not limiter.enabled:
-        return
+        return None
     limits = RequestLimits(app, limiter)
     app.before_request(limits.check)
     if limits.headers_enabled:
         app.after_request(limits.add_headers)
+    return limits

@@ -102,6 +102,17 @@ def test_otel_one_trace_links_http_sql_and_wechat_to_the_logs(
             timeout=10,
         )
         assert failed.status_code == 502
+        # Product reads, the later ones answered by the catalog shortcut ahead of Flask: the
+        # same SERVER span as Flask's, child of the caller's span, its id in the access line.
+        read_traces = [secrets.token_hex(16) for _ in range(6)]
+        reads = [
+            requests.get(
+                f"{base_url}/api/v1/products/{stocked_product.id}",
+                headers={"traceparent": f"00-{read_trace}-{caller_span}-01"},
+                timeout=5,
+            )
+            for read_trace in read_traces
+        ]
 
         def complete() -> list[ExportedSpan] | None:
             spans = [span for span in receiver.spans if span.trace_id == trace_id]
@@ -113,6 +124,26 @@ def test_otel_one_trace_links_http_sql_and_wechat_to_the_logs(
         (failed_span,) = receiver.wait_for(
             lambda: [s for s in receiver.trace(failed_trace) if s.kind == OtlpReceiver.SERVER]
         )
+        read_spans = [
+            receiver.wait_for(
+                lambda read_trace=read_trace: [
+                    s for s in receiver.trace(read_trace) if s.kind == OtlpReceiver.SERVER
+                ]
+            )
+            for read_trace in read_traces
+        ]
+    product_route = "/api/v1/products/<int:product_id>"
+    for read, (read_span,) in zip(reads, read_spans, strict=True):
+        assert read.status_code == 200
+        assert read.headers["X-Trace-Id"] == read_span.trace_id
+        assert read_span.name == f"GET {product_route}"
+        assert read_span.parent_span_id == caller_span
+        assert read_span.attributes["http.route"] == product_route
+        assert read_span.attributes["http.response.status_code"] == 200
+        assert read_span.attributes["url.path"] == f"/api/v1/products/{stocked_product.id}"
+        (read_line,) = request_lines(tmp_path / "gunicorn.log", read)
+        assert read_line["span_id"] == read_span.span_id
+        assert read_line["route"] == product_route
     assert failed_span.status == OtlpReceiver.STATUS_ERROR
     assert failed_span.attributes["http.response.status_code"] == 502
     assert journey.login.headers["X-Trace-Id"] == journey.order.headers["X-Trace-Id"] == trace_id
