@@ -61,7 +61,8 @@ class BenchRun:
         if isinstance(self.hot_split, OrderRun):
             found.append(self.hot_split.result)
         found += self.others[1:]
-        return found + ([self.edge.result] if self.edge.result else [])
+        edge = [self.edge.reference, self.edge.result]
+        return found + [result for result in edge if result is not None]
 
     def order_runs(self) -> list[OrderRun]:
         runs = [self.orders, self.hot_single]
@@ -210,7 +211,8 @@ def targets(run: BenchRun, limits: dict[str, Any]) -> list[Target]:
             Target(
                 name,
                 f"{edge.result.requests_per_second:,.0f} req/s (p99 {edge.result.p99_ms:.1f} ms, "
-                f"{edge.result.failures} failed), staleness {edge.staleness_seconds:.2f} s",
+                f"{edge.result.failures} failed), staleness {edge.staleness_seconds:.2f} s"
+                + _edge_reference(edge),
                 target,
                 edge.result.requests_per_second >= limits["edge_requests_per_second_min"]
                 and edge.result.non_2xx == 0
@@ -218,6 +220,17 @@ def targets(run: BenchRun, limits: dict[str, Any]) -> list[Target]:
             )
         )
     return rows
+
+
+def _edge_reference(edge: EdgeRun) -> str:
+    """What the plainest nginx micro-cache made on this machine in the same run."""
+    if edge.reference is None or edge.result is None:
+        return ""
+    reference = edge.reference.requests_per_second
+    share = edge.result.requests_per_second / reference if reference else 0.0
+    return (
+        f"; a minimal micro-cache, same run: {reference:,.0f} req/s (shipped = {share:.2f} of it)"
+    )
 
 
 def markdown_table(header: dict[str, str], rows: list[list[object]]) -> str:

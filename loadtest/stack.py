@@ -267,7 +267,8 @@ class LocalStack:
 
 
 class EdgeProxy:
-    """nginx with the shipped edge config in front of `upstream_base_url`, on a free port.
+    """nginx with the shipped edge config (or `config`, the bench's reference) in front of
+    `upstream_base_url`, on a free port.
 
     The config is used as it is; its two includes (edge-listen.conf, edge-upstream.conf) and
     everything nginx writes (pid, temporary files, the cache, the access log in `access.log`)
@@ -275,11 +276,12 @@ class EdgeProxy:
     instances. Stopping it kills only its own master (and so its workers).
     """
 
-    def __init__(self, upstream_base_url: str) -> None:
+    def __init__(self, upstream_base_url: str, config: Path = EDGE_CONFIG) -> None:
         upstream = urlsplit(upstream_base_url)
         if upstream.scheme != "http" or not upstream.hostname or not upstream.port:
             raise ValueError(f"need http://host:port, not {upstream_base_url!r}")
         self.upstream = f"{upstream.hostname}:{upstream.port}"
+        self.config = config
         self.directory = Path(tempfile.mkdtemp(prefix="minishop-edge-"))
         self.access_log = self.directory / "access.log"
         self.process: subprocess.Popen[bytes] | None = None
@@ -291,7 +293,7 @@ class EdgeProxy:
         return [*command, "-c", str(self.directory / "nginx.conf"), "-g", "daemon off;"]
 
     def start(self) -> Self:
-        shutil.copyfile(EDGE_CONFIG, self.directory / "nginx.conf")
+        shutil.copyfile(self.config, self.directory / "nginx.conf")
         self.port = free_port()
         (self.directory / "edge-listen.conf").write_text(f"listen 127.0.0.1:{self.port};\n")
         (self.directory / "edge-upstream.conf").write_text(f"server {self.upstream};\n")

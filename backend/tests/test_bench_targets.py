@@ -134,3 +134,14 @@ def test_tuning_recommends_the_fastest_layout_under_the_p99_target(bench: Module
     none_under = bench.recommend(measured, 20)
     assert "**Recommendation: steady**" in none_under
     assert "lowest worst p99" in none_under
+
+
+def test_the_edge_row_reads_against_the_minimal_cache_of_the_same_run(
+    bench: ModuleType, limits: dict[str, Any]
+) -> None:
+    run = good_run(bench)
+    run.edge = bench.bench_report.EdgeRun(result(bench, 36_000), 0.9, result(bench, 40_000))
+    row = bench.bench_report.targets(run, limits)[7]
+    assert row.met is False  # the reference explains a miss, it does not excuse it
+    assert "a minimal micro-cache, same run: 40,000 req/s (shipped = 0.90 of it)" in row.measured
+    assert run.results()[-2:] == [run.edge.reference, run.edge.result]

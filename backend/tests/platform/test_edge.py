@@ -466,3 +466,13 @@ def test_the_catalog_stays_answered_from_the_edge_while_the_app_is_down(
     assert stale.status_code == 200 and stale.headers["X-Cache-Status"] == "STALE"
     assert stale.json()["data"] == primed.json()["data"]
     assert_envelope(uncached, 503, 50300)
+
+
+def test_the_benchs_reference_micro_cache_runs() -> None:
+    """loadtest/edge/minimal-nginx.conf (the edge row's same-run reference) starts under
+    EdgeProxy with the shipped config's includes; with no app behind it nginx answers 502."""
+    stack = load_stack()
+    reference = stack.ROOT / "loadtest" / "edge" / "minimal-nginx.conf"
+    with stack.EdgeProxy(f"http://127.0.0.1:{stack.free_port()}", config=reference) as proxy:
+        response = requests.get(f"{proxy.base_url}/api/v1/products/1", timeout=10)
+    assert response.status_code == 502
