@@ -205,6 +205,8 @@ TUNING = [
     Layout("gthread 2 x 8, keep-alive 5", "gthread", 2, 8, 5),
     Layout("gthread 4 x 8, keep-alive 5", "gthread", 4, 8, 5),
     Layout("gthread 8 x 2, keep-alive 5", "gthread", 8, 2, 5),
+    Layout("gthread 4 x 2, keep-alive 5", "gthread", 4, 2, 5),
+    Layout("gthread 2 x 4, keep-alive 5", "gthread", 2, 4, 5),
     Layout("sync 4 (no keep-alive)", "sync", 4, 1, 5),
     Layout("gthread 4 x 4, keep-alive 2", "gthread", 4, 4, 2),
     Layout("gthread 4 x 4, keep-alive 30", "gthread", 4, 4, 30),

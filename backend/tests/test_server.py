@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
@@ -56,3 +58,16 @@ def test_concurrent_first_logins_of_one_openid_create_one_user(
     db.session.rollback()
     assert db.session.scalar(select(func.count()).select_from(User)) == 1
     assert db.session.scalar(select(func.count()).select_from(AuthSession)) == 12
+
+
+def test_a_worker_freezes_what_the_app_built_out_of_the_collectors_reach() -> None:
+    """gunicorn.conf.py's post_worker_init (run in a child: the config sets process state)."""
+    probe = (
+        "import gc, runpy; hooks = runpy.run_path('gunicorn.conf.py');"
+        "from minishop import create_app; create_app(); hooks['post_worker_init'](None);"
+        "print(gc.get_freeze_count())"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", probe], capture_output=True, text=True, timeout=60, check=True
+    )
+    assert int(done.stdout.strip().splitlines()[-1]) > 50_000
