@@ -68,6 +68,13 @@ def rendered_text(environment: str) -> str:
     return helm("template", "minishop", str(CHART), "-f", str(values_file(environment))).stdout
 
 
+def render_prod_with(setting: str) -> subprocess.CompletedProcess[str]:
+    """`helm template` of the prod values with one `--set`, its result for the caller to judge."""
+    return helm(
+        "template", "x", str(CHART), "-f", str(values_file("prod")), "--set", setting, check=False
+    )
+
+
 def render(environment: str) -> list[dict[str, Any]]:
     return [doc for doc in yaml.safe_load_all(rendered_text(environment)) if doc]
 
@@ -361,16 +368,7 @@ def test_wechat_emulator_only_in_dev(environment: str) -> None:
 
 
 def test_production_values_refuse_the_emulator() -> None:
-    result = helm(
-        "template",
-        "x",
-        str(CHART),
-        "-f",
-        str(values_file("prod")),
-        "--set",
-        "wechatEmulator.enabled=true",
-        check=False,
-    )
+    result = render_prod_with("wechatEmulator.enabled=true")
     assert result.returncode != 0
     assert "values don't meet the specifications of the schema" in result.stderr
 
@@ -425,26 +423,9 @@ def test_ingress_body_cap_is_the_upload_cap(environment: str) -> None:
 
 def test_capacity_check_refuses_more_connections_than_the_database_has() -> None:
     """prod: (4 + 4) x 2 workers x (10 + 3 surge) + 4 one-off pods x 8 = 240 <= 500 - 20."""
-    fits = helm(
-        "template",
-        "x",
-        str(CHART),
-        "-f",
-        str(values_file("prod")),
-        "--set",
-        "database.maxConnections=260",
-    )
-    assert fits.returncode == 0
-    refused = helm(
-        "template",
-        "x",
-        str(CHART),
-        "-f",
-        str(values_file("prod")),
-        "--set",
-        "database.maxConnections=259",
-        check=False,
-    )
+    fits = render_prod_with("database.maxConnections=260")
+    assert fits.returncode == 0, fits.stderr
+    refused = render_prod_with("database.maxConnections=259")
     assert refused.returncode != 0
     assert "database capacity" in refused.stderr
     assert "= 240 connections" in refused.stderr
@@ -554,27 +535,9 @@ def test_nginx_accepts_the_rendered_edge_config(tmp_path: Path) -> None:
 
 
 def test_a_proxy_count_that_does_not_match_the_proxies_is_refused() -> None:
-    refused = helm(
-        "template",
-        "x",
-        str(CHART),
-        "-f",
-        str(values_file("prod")),
-        "--set",
-        "settings.TRUSTED_PROXY_COUNT=1",
-        check=False,
-    )
+    refused = render_prod_with("settings.TRUSTED_PROXY_COUNT=1")
     assert refused.returncode != 0
     assert "2 proxies stand in front of the pods" in refused.stderr
-    without_edge = helm(
-        "template",
-        "x",
-        str(CHART),
-        "-f",
-        str(values_file("prod")),
-        "--set",
-        "edge.enabled=false",
-        check=False,
-    )
+    without_edge = render_prod_with("edge.enabled=false")
     assert without_edge.returncode != 0
     assert "TRUSTED_PROXY_COUNT is 2, but 1 proxies" in without_edge.stderr
