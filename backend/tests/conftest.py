@@ -58,6 +58,16 @@ def mariadb_process_fixture() -> Any:
 
 mariadb_proc = mariadb_process_fixture()
 redis_server_proc = redis_factories.redis_proc(executable=binary("redis-server"), port=None)
+# A second MariaDB for the tests that stop one under load (outages): the session's stays up.
+mariadb_to_stop = mariadb_process_fixture()
+
+
+@pytest.fixture()
+def doomed_mariadb(request: pytest.FixtureRequest) -> MySQLExecutor:
+    """A MariaDB the test may stop; each such test makes its own database on it."""
+    require_binaries("mariadbd", "mariadb-install-db", "mariadbd-safe", "mariadb-admin")
+    server: MySQLExecutor = request.getfixturevalue("mariadb_to_stop")
+    return server
 
 
 def create_database(server: MySQLExecutor, name: str) -> str:

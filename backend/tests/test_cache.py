@@ -28,12 +28,11 @@ from minishop.domain import catalog_admin
 from minishop.extensions import db
 from minishop.kvstore import SQLiteStore
 from minishop.models import Category, Product
-from tests.ci import binary, require_binaries
+from tests.ci import binary
 from tests.conftest import (
     create_database,
     embedded_settings,
     gunicorn_server,
-    mariadb_process_fixture,
     migrate_database,
 )
 
@@ -412,16 +411,6 @@ def test_embedded_every_gunicorn_worker_drops_its_copy_within_a_second(
     finally:
         with own.app_context():
             db.engine.dispose()
-
-
-mariadb_to_stop = mariadb_process_fixture()
-
-
-@pytest.fixture()
-def doomed_mariadb(request: pytest.FixtureRequest) -> MySQLExecutor:
-    require_binaries("mariadbd", "mariadb-install-db", "mariadbd-safe", "mariadb-admin")
-    server: MySQLExecutor = request.getfixturevalue("mariadb_to_stop")
-    return server
 
 
 def test_cached_catalog_reads_keep_answering_while_the_database_is_down(

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import pytest
 from pytest_mysql.executor import MySQLExecutor
 from sqlalchemy import create_engine, select
 from sqlalchemy.orm import Session
@@ -13,23 +12,12 @@ from sqlalchemy.orm import Session
 from minishop import config
 from minishop.models import Category, Order, OrderStatus, Product
 from tests.api.test_payments import Buyer, answered, wait_until
-from tests.ci import require_binaries
 from tests.conftest import (
     create_database,
     gunicorn_server,
-    mariadb_process_fixture,
     migrate_database,
 )
 from wechat_emulator.testing import EmulatorControl
-
-mariadb_to_stop = mariadb_process_fixture()
-
-
-@pytest.fixture()
-def doomed_mariadb(request: pytest.FixtureRequest) -> MySQLExecutor:
-    require_binaries("mariadbd", "mariadb-install-db", "mariadbd-safe", "mariadb-admin")
-    server: MySQLExecutor = request.getfixturevalue("mariadb_to_stop")
-    return server
 
 
 def test_a_notification_during_a_database_outage_is_retried_until_applied(
