@@ -8,6 +8,7 @@ from typing import Any
 import pytest
 from flask import Flask
 from flask.testing import FlaskClient
+from werkzeug.middleware.proxy_fix import ProxyFix
 from werkzeug.test import Client, TestResponse
 
 from minishop.api.catalog_shortcut import CatalogShortcut
@@ -28,14 +29,20 @@ TRACE_ID = "4bf92f3577b34da6a3ce929d0e0e4736"
 class Counted:
     """A client of a fresh app, counting the requests that reached Flask's dispatch."""
 
-    def __init__(self, client: FlaskClient) -> None:
+    def __init__(self, client: FlaskClient, shortcut: Any = None) -> None:
         self.client = client
         self.app: Flask = client.application
         self.dispatched = 0
         self.app.teardown_request(self._count)
-        shortcut = self.app.wsgi_app
+        shortcut = shortcut or self.app.wsgi_app
         assert isinstance(shortcut, CatalogShortcut)
         self.flask_only = Client(shortcut.app)  # the same app without the shortcut in front
+
+    @classmethod
+    def behind_proxy(cls, client: FlaskClient) -> Counted:
+        proxy_fix = client.application.wsgi_app
+        assert isinstance(proxy_fix, ProxyFix)
+        return cls(client, proxy_fix.app)
 
     def _count(self, _exc: BaseException | None) -> None:
         self.dispatched += 1
@@ -219,3 +226,15 @@ def test_not_installed_under_skywalking(monkeypatch: pytest.MonkeyPatch) -> None
     assert tracing.shortcut_tracing() is None
     monkeypatch.setattr(tracing, "_active", tracing.NoTracing())
     assert isinstance(tracing.shortcut_tracing(), tracing.NoTracing)
+
+
+def test_a_held_read_sees_the_client_address_the_trusted_proxy_reported(
+    client_with: ClientWith, catalog: dict[str, Any], capsys: pytest.CaptureFixture[str]
+) -> None:
+    """ProxyFix is the outermost layer, so the shortcut's limits and access line use the
+    address the one trusted proxy reported, never a hop the client made up before it."""
+    counted = Counted.behind_proxy(client_with(TRUSTED_PROXY_COUNT=1))
+    forwarded = {"X-Forwarded-For": "198.51.100.7, 203.0.113.9"}
+    capsys.readouterr()
+    counted.held(detail(catalog), **forwarded)
+    assert _access_lines(capsys)[-1]["client_ip"] == "203.0.113.9"
