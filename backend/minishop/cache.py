@@ -66,6 +66,8 @@ INVALIDATIONS_CHANNEL = "cache:invalidations"
 ENTRY_OVERHEAD_BYTES = 200
 LISTEN_TIMEOUT_SECONDS = 1.0
 RECONNECT_SECONDS = 1.0
+# How often the subscriber asks the sentinels whether it still listens on the primary.
+PRIMARY_CHECK_SECONDS = 1.0
 
 
 @dataclass(frozen=True)
@@ -352,10 +354,16 @@ class ReadThroughCache:
                     if failing:
                         log.info("cache invalidations: listening again")
                         failing = False
+                    checked = time.monotonic()
                     while True:
                         key = subscription.get_message(LISTEN_TIMEOUT_SECONDS)
                         if key is not None:
                             self.local.evict(key)
+                        if time.monotonic() - checked >= PRIMARY_CHECK_SECONDS:
+                            checked = time.monotonic()
+                            if not subscription.on_primary():
+                                log.info("cache invalidations: the primary moved, listening again")
+                                break
             except redis.RedisError as exc:
                 if not failing:  # once per outage, not every second
                     log.warning("cache invalidations: %s, retrying", type(exc).__name__)

@@ -34,6 +34,7 @@ from typing import IO, Any, Protocol
 import redis
 import redis.client
 import redis.exceptions
+from redis.sentinel import SentinelConnectionPool
 
 from minishop.redis_client import client_for
 
@@ -128,6 +129,11 @@ class Subscription(Protocol):
         """The next message, or None when none came within `timeout_seconds`."""
         ...
 
+    def on_primary(self) -> bool:
+        """Whether this subscription still listens where messages are published (after a
+        Sentinel failover the old primary, now a replica, may keep the connection)."""
+        ...
+
     def __enter__(self) -> Subscription: ...
 
     def __exit__(
@@ -144,6 +150,15 @@ class RedisSubscription:
     def get_message(self, timeout_seconds: float) -> str | None:
         message = self.pubsub.get_message(ignore_subscribe_messages=True, timeout=timeout_seconds)
         return None if message is None else str(message["data"])
+
+    def on_primary(self) -> bool:
+        """With Sentinel: is the connection still to the master the sentinels name now (one
+        round trip to a sentinel)? A single server is always its own primary."""
+        pool = self.pubsub.connection_pool
+        connection = self.pubsub.connection
+        if not isinstance(pool, SentinelConnectionPool) or connection is None:
+            return True
+        return bool((connection.host, connection.port) == pool.get_master_address())
 
     def __enter__(self) -> RedisSubscription:
         return self
