@@ -470,8 +470,11 @@ def test_the_ingress_routes_through_the_edge_where_it_is_enabled(environment: st
         assert routed_to["name"] == "minishop"
         assert config["TRUSTED_PROXY_COUNT"] == "1"
         return
-    expected = {"ConfigMap", "Deployment", "Service", "NetworkPolicy"}
+    expected = {"ConfigMap", "Deployment", "Service", "NetworkPolicy", "PodDisruptionBudget"}
     assert edge_objects == {(kind, "minishop-edge") for kind in expected}
+    budget = one(docs, "PodDisruptionBudget", "minishop-edge")["spec"]
+    assert budget["selector"]["matchLabels"]["app.kubernetes.io/component"] == "edge"
+    assert budget["maxUnavailable"] == 1
     assert routed_to == {"name": "minishop-edge", "port": {"name": "http"}}
     # The ingress controller and the edge: the app believes X-Forwarded-For for both hops.
     assert config["TRUSTED_PROXY_COUNT"] == "2"
