@@ -152,7 +152,8 @@ def _insert_order(
 
 
 def _insert_items(connection: Connection, order: Order, items: list[OrderItem]) -> None:
-    """One INSERT for all lines (an executemany the driver sends as one multi-row statement)."""
+    """One INSERT for all lines (an executemany the driver sends as one multi-row statement).
+    The items' own ids are not read back: no answer shows them."""
     connection.execute(
         _INSERT_ITEMS,
         [
