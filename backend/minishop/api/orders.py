@@ -10,7 +10,7 @@ from flask_openapi3 import APIBlueprint, Tag
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from minishop import extensions
-from minishop.api.common import Id, Page, PageQuery, StrictBody
+from minishop.api.common import Id, Page, PageQuery, ParametersModel, StrictBody
 from minishop.api.guards import BEARER_SECURITY, current_principal, login_required, signed
 from minishop.domain import completion, orders, payments
 from minishop.envelope import Envelope, ok
@@ -44,7 +44,7 @@ class PlaceOrderBody(StrictBody):
         return items
 
 
-class IdempotencyHeader(BaseModel):
+class IdempotencyHeader(ParametersModel):
     model_config = ConfigDict(extra="ignore", populate_by_name=True)
 
     idempotency_key: str = Field(

@@ -18,8 +18,9 @@ from collections import Counter
 from collections.abc import Collection
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import cast
 
-from sqlalchemy import ColumnElement, Select, func, select
+from sqlalchemy import ColumnElement, Connection, Select, Table, func, insert, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -109,8 +110,15 @@ def _line_items(views: dict[int, stock.ProductView], quantities: dict[int, int])
     return items
 
 
+# Built once: the order and its items are plain Core INSERTs (no unit of work to flush, no
+# statement to build and key for the compiled cache on every order).
+_INSERT_ORDER = insert(cast(Table, Order.__table__))
+_INSERT_ITEMS = insert(cast(Table, OrderItem.__table__))
+_ITEM_COLUMNS = ("product_id", "title", "price_fen", "quantity", "subtotal_fen")
+
+
 def _insert_order(
-    session: Session,
+    connection: Connection,
     user_id: int,
     items: list[OrderItem],
     remark: str,
@@ -118,30 +126,42 @@ def _insert_order(
     fingerprint: str,
     expire_after: timedelta,
 ) -> Order:
-    """Every column set here, so that the object stays complete once detached (no reload)."""
+    """The row inserted, and the same values as a transient `Order` (every column set, `items`
+    an empty loaded list): answering it reads nothing back and needs no session."""
     now = utcnow()
-    order = Order(
-        order_no=new_order_no(now),
-        user_id=user_id,
-        status=OrderStatus.PENDING_PAYMENT,
-        remark=remark,
-        idempotency_key=idempotency_key,
-        request_hash=fingerprint,
-        expires_at=now + expire_after,
-        total_fen=sum(item.subtotal_fen for item in items),
-        items=[],  # an empty, loaded collection: adding the items later reads nothing
-        paid_at=None,
-        shipped_at=None,
-        completed_at=None,
-        refunded_fen=0,
-        status_before_refund=None,
-        version=1,
-        created_at=now,
-        updated_at=now,
+    row = {
+        "order_no": new_order_no(now),
+        "user_id": user_id,
+        "status": OrderStatus.PENDING_PAYMENT,
+        "total_fen": sum(item.subtotal_fen for item in items),
+        "remark": remark,
+        "idempotency_key": idempotency_key,
+        "request_hash": fingerprint,
+        "expires_at": now + expire_after,
+        "paid_at": None,
+        "shipped_at": None,
+        "completed_at": None,
+        "refunded_fen": 0,
+        "status_before_refund": None,
+        "version": 1,
+        "created_at": now,
+        "updated_at": now,
+    }
+    inserted = connection.execute(_INSERT_ORDER, row)
+    return Order(id=inserted.lastrowid, items=[], **row)
+
+
+def _insert_items(connection: Connection, order: Order, items: list[OrderItem]) -> None:
+    """One INSERT for all lines (an executemany the driver sends as one multi-row statement).
+    The items' own ids are not read back: no answer shows them."""
+    connection.execute(
+        _INSERT_ITEMS,
+        [
+            {"order_id": order.id} | {name: getattr(item, name) for name in _ITEM_COLUMNS}
+            for item in items
+        ],
     )
-    session.add(order)
-    session.flush()
-    return order
+    order.items.extend(items)
 
 
 def _not_placed(product_id: int, reason: Exception) -> AppError:
@@ -170,7 +190,8 @@ def place_order(
     Few round trips: one read of the products (no lock), the order inserted (a retried key
     shows up as its duplicate key), the stock of unsplit products taken, the items inserted, and
     a split product's segment taken last, so its lock is held only until the commit right after.
-    The order is detached before the commit, so answering it reads nothing back.
+    The order and its items are Core INSERTs and the answer a transient `Order` built from the
+    inserted values, so placing it flushes no unit of work and answering it reads nothing back.
     """
     quantities = merge_lines(lines)
     fingerprint = request_fingerprint(quantities, remark)
@@ -180,8 +201,9 @@ def place_order(
     def work() -> Order:
         views = stock.snapshot(session, list(quantities))
         items = _line_items(views, quantities)
+        connection = session.connection()
         order = _insert_order(
-            session, user_id, items, remark, idempotency_key, fingerprint, expire_after
+            connection, user_id, items, remark, idempotency_key, fingerprint, expire_after
         )
         split = []
         for product_id, quantity in quantities.items():  # ascending ids: the lock order
@@ -194,11 +216,9 @@ def place_order(
                 if len(quantities) > 1:
                     stock.share_lock(session, product_id)
                 split.append(view)
-        order.items.extend(items)
-        session.flush()
+        _insert_items(connection, order, items)
         for view in split:  # the hot rows last, locked just before the commit
             stock.take_from_segment(session, view, quantities[view.id])
-        session.expunge(order)
         return order
 
     for _ in range(len(quantities) + RETRIES):

@@ -21,8 +21,9 @@ from __future__ import annotations
 import secrets
 from collections import defaultdict
 from dataclasses import dataclass, field
+from typing import cast
 
-from sqlalchemy import delete, insert, select, update
+from sqlalchemy import Table, bindparam, delete, insert, select, update
 from sqlalchemy.orm import Session
 
 from minishop.models import Product, ProductStatus, ProductStockSegment
@@ -57,21 +58,50 @@ class OutOfStock(Exception):  # noqa: N818
     pass
 
 
+# The statements every order sends, built once: only their parameters change, so each order
+# skips building them and computing their compiled-cache keys, and they run on the connection
+# (plain Core, no ORM execution layer). A column's own name is reserved for the SET clause of an
+# UPDATE, hence the `b_` bind names.
+_PRODUCTS = cast(Table, Product.__table__)
+_SEGMENTS = cast(Table, ProductStockSegment.__table__)
+_SNAPSHOT = (
+    select(
+        _PRODUCTS.c.id,
+        _PRODUCTS.c.title,
+        _PRODUCTS.c.price_fen,
+        _PRODUCTS.c.status,
+        _PRODUCTS.c.stock_segments,
+        _SEGMENTS.c.segment,
+        _SEGMENTS.c.stock,
+    )
+    .outerjoin(_SEGMENTS, _SEGMENTS.c.product_id == _PRODUCTS.c.id)
+    .where(_PRODUCTS.c.id.in_(bindparam("product_ids", expanding=True)))
+)
+_TAKE_FROM_ROW = (
+    update(_PRODUCTS)
+    .where(
+        _PRODUCTS.c.id == bindparam("b_product_id"),
+        _PRODUCTS.c.title == bindparam("b_title"),  # the order's line is priced from the snapshot
+        _PRODUCTS.c.price_fen == bindparam("b_price_fen"),
+        _PRODUCTS.c.status == ProductStatus.ON_SALE,
+        _PRODUCTS.c.stock >= bindparam("b_quantity"),
+    )
+    .values(stock=_PRODUCTS.c.stock - bindparam("b_quantity"))
+)
+_TAKE_FROM_SEGMENT = (
+    update(_SEGMENTS)
+    .where(
+        _SEGMENTS.c.product_id == bindparam("b_product_id"),
+        _SEGMENTS.c.segment == bindparam("b_segment_no"),
+        _SEGMENTS.c.stock >= bindparam("b_quantity"),
+    )
+    .values(stock=_SEGMENTS.c.stock - bindparam("b_quantity"))
+)
+
+
 def snapshot(session: Session, product_ids: list[int]) -> dict[int, ProductView]:
     """Every product of an order and the segments of the split ones, in one non-locking read."""
-    rows = session.execute(
-        select(
-            Product.id,
-            Product.title,
-            Product.price_fen,
-            Product.status,
-            Product.stock_segments,
-            ProductStockSegment.segment,
-            ProductStockSegment.stock,
-        )
-        .outerjoin(ProductStockSegment, ProductStockSegment.product_id == Product.id)
-        .where(Product.id.in_(product_ids))
-    )
+    rows = session.connection().execute(_SNAPSHOT, {"product_ids": product_ids})
     views: dict[int, ProductView] = {}
     for pid, title, price, status, segment_count, segment, segment_stock in rows:
         view = views.setdefault(pid, ProductView(pid, title, price, status, segment_count))
@@ -97,19 +127,16 @@ def segment_may_serve(view: ProductView, quantity: int) -> bool:
 def take_from_row(session: Session, view: ProductView, quantity: int) -> None:
     """An unsplit product: one conditional UPDATE of its row; a miss goes on carefully with the
     row already locked (the first lock of this product's lock order)."""
-    taken = session.execute(
-        update(Product)
-        .where(
-            Product.id == view.id,
-            Product.title == view.title,  # the order's line is priced from the snapshot
-            Product.price_fen == view.price_fen,
-            Product.status == ProductStatus.ON_SALE,
-            Product.stock >= quantity,
-        )
-        .values(stock=Product.stock - quantity)
-        .execution_options(synchronize_session=False)
+    taken = session.connection().execute(
+        _TAKE_FROM_ROW,
+        {
+            "b_product_id": view.id,
+            "b_title": view.title,
+            "b_price_fen": view.price_fen,
+            "b_quantity": quantity,
+        },
     )
-    if taken.rowcount != 1:  # type: ignore[attr-defined]
+    if taken.rowcount != 1:
         take_carefully(session, view, quantity)
 
 
@@ -127,17 +154,11 @@ def take_from_segment(session: Session, view: ProductView, quantity: int) -> Non
     `Retry` on a miss (the caller rolls back: this transaction holds a segment lock now)."""
     candidates = sorted(s for s, left in view.segments.items() if left >= quantity)
     for segment in candidates[secrets.randbelow(len(candidates)) :]:
-        taken = session.execute(
-            update(ProductStockSegment)
-            .where(
-                ProductStockSegment.product_id == view.id,
-                ProductStockSegment.segment == segment,
-                ProductStockSegment.stock >= quantity,
-            )
-            .values(stock=ProductStockSegment.stock - quantity)
-            .execution_options(synchronize_session=False)
+        taken = session.connection().execute(
+            _TAKE_FROM_SEGMENT,
+            {"b_product_id": view.id, "b_segment_no": segment, "b_quantity": quantity},
         )
-        if taken.rowcount == 1:  # type: ignore[attr-defined]
+        if taken.rowcount == 1:
             return
     raise Retry(view.id)
 

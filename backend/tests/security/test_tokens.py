@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import json
+import time
 from collections.abc import Callable
 from datetime import timedelta
 from typing import Any
@@ -13,8 +14,9 @@ import pytest
 from flask.testing import FlaskClient
 
 from minishop import config, create_app
+from minishop.errors import AppError, ErrorCode
 from minishop.models.types import utcnow
-from minishop.security.tokens import key_id
+from minishop.security.tokens import AccessClaims, TokenSigner, key_id
 from tests.test_errors import assert_envelope
 
 LogIn = Callable[..., dict[str, Any]]
@@ -89,6 +91,22 @@ def test_an_expired_token_is_40101(client: FlaskClient, log_in: LogIn) -> None:
     past = utcnow() - timedelta(hours=1)
     expired = resign(claims | {"iat": past, "nbf": past, "exp": past + timedelta(minutes=15)})
     assert_envelope(me(client, expired), 401, 40101)
+
+
+def test_a_token_verified_before_still_expires_on_time(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The signer keeps tokens it verified; a kept one is refused once its `exp` has passed."""
+    signer = TokenSigner(SECRET, [], "minishop", "miniprogram", timedelta(minutes=15))
+    claims = AccessClaims(user_id=7, role="user", session_id="s" * 32)
+    token = signer.issue(claims, utcnow())
+    assert signer.verify(token) == claims
+    assert signer.verify(token) == claims  # the kept verification
+    expires = claims_of(token)["exp"]
+    monkeypatch.setattr(time, "time", lambda: expires - 0.5)
+    assert signer.verify(token) == claims
+    monkeypatch.setattr(time, "time", lambda: float(expires))
+    with pytest.raises(AppError) as refused:
+        signer.verify(token)
+    assert refused.value.code == ErrorCode.TOKEN_EXPIRED
 
 
 def test_a_token_from_the_future_is_refused(client: FlaskClient, log_in: LogIn) -> None:
