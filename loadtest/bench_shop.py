@@ -151,8 +151,14 @@ def database(stack: LocalStack) -> Any:
 
 
 def stock_and_sold(stack: LocalStack, product_id: int) -> tuple[int, int]:
-    """The product's stock (its row plus its segments, where that table exists) and units sold."""
+    """The product's stock (its row plus its segments, where that table exists) and units sold.
+
+    Read in one snapshot: orders still in flight when wrk stops commit while this reads, and
+    separate autocommit reads could see an order's stock taken but not its items.
+    """
     with database(stack) as connection, connection.cursor() as cursor:
+        cursor.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ")
+        cursor.execute("START TRANSACTION WITH CONSISTENT SNAPSHOT")
         cursor.execute("SELECT stock FROM products WHERE id = %s", (product_id,))
         (stock,) = cursor.fetchone()
         if cursor.execute("SHOW TABLES LIKE 'product_stock_segments'"):
@@ -166,6 +172,7 @@ def stock_and_sold(stack: LocalStack, product_id: int) -> tuple[int, int]:
             (product_id,),
         )
         (sold,) = cursor.fetchone()
+        cursor.execute("COMMIT")
     return int(stock), int(sold)
 
 
