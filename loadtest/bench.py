@@ -58,7 +58,7 @@ from bench_shop import (
     login_lines,
     run_orders,
 )
-from bench_wrk import DURATION, Result, commit, machine, run_get, run_wrk, warm_up
+from bench_wrk import CONNECTIONS, DURATION, Result, commit, machine, run_get, run_wrk, warm_up
 from run_loadtest import THRESHOLDS, WorkerMemory, run_locust
 from stack import LocalStack, Server
 
@@ -304,7 +304,7 @@ def tuning() -> None:
     now = datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")
     text = (
         f"# gunicorn layouts\n\n- machine: {machine()}\n- date: {now}; commit: {commit()}\n"
-        f"- load: wrk, 1 thread, {bench_report.CONNECTIONS} connections, {DURATION} s per "
+        f"- load: wrk, 1 thread, {CONNECTIONS} connections, {DURATION} s per "
         f"scenario; cached product detail and the first list page; every layout in turn, "
         f"{TUNING_ROUNDS} rounds, the median of each figure\n\n"
         + "\n".join(lines)

@@ -154,10 +154,10 @@ class WorkerMemory(threading.Thread):
 
 def main() -> int:
     REPORTS.mkdir(exist_ok=True)
-    host = os.environ.get("LOADTEST_HOST")
+    host = os.environ.get("LOADTEST_HOST", "")
     stack = nullcontext(None) if host else LocalStack(env=STACK_ENV)
     with stack as running:
-        target = host or running.base_url
+        target = running.base_url if running else host
         emulator = os.environ.get("LOADTEST_EMULATOR_URL") or (
             running.emulator_url if running else ""
         )

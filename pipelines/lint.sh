@@ -46,6 +46,7 @@ check "ruff format (emulator)" in_backend "$venv/ruff" format --check ../tools/w
 check "mypy (emulator)" "$venv/mypy" --strict tools/wechat_emulator/wechat_emulator
 check "ruff (loadtest)" in_backend "$venv/ruff" check ../loadtest
 check "ruff format (loadtest)" in_backend "$venv/ruff" format --check ../loadtest
+check "mypy (loadtest)" in_backend env MYPYPATH=../tools/wechat_emulator "$venv/mypy" ../loadtest
 check "ruff (observability)" in_backend "$venv/ruff" check ../observability ../tools/observability_up.py
 check "ruff format (observability)" in_backend "$venv/ruff" format --check ../observability ../tools/observability_up.py
 check "ruff (api smoke)" in_backend "$venv/ruff" check ../tools/api_smoke.py

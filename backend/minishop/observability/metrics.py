@@ -28,7 +28,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-import psutil  # type: ignore[import-untyped]
+import psutil
 from flask import Flask, Response, request
 from prometheus_client import (
     CONTENT_TYPE_LATEST,
