@@ -447,6 +447,49 @@ def test_the_app_unreachable_is_the_50300_envelope() -> None:
     assert_envelope(catalog_read, 503, 50300)
 
 
+@contextlib.contextmanager
+def silent_upstream() -> Iterator[str]:
+    """An upstream that accepts connections and reads requests but never answers; its URL."""
+    listener = socket.create_server(("127.0.0.1", 0))
+    accepted: list[socket.socket] = []
+    stopping = threading.Event()
+
+    def accept() -> None:
+        listener.settimeout(0.1)
+        while not stopping.is_set():
+            with contextlib.suppress(TimeoutError):
+                accepted.append(listener.accept()[0])
+
+    acceptor = threading.Thread(target=accept, daemon=True)
+    acceptor.start()
+    try:
+        yield f"http://127.0.0.1:{listener.getsockname()[1]}"
+    finally:
+        stopping.set()
+        acceptor.join()
+        for connection in accepted:
+            connection.close()
+        listener.close()
+
+
+def test_an_app_too_slow_to_answer_is_the_50400_envelope(tmp_path: Path) -> None:
+    """The shipped config with its 35 s read timeout shortened to 1 s (the only change)."""
+    stack = load_stack()
+    shipped = stack.EDGE_CONFIG.read_text()
+    assert shipped.count("proxy_read_timeout 35s;") == 1
+    config = tmp_path / "nginx.conf"
+    config.write_text(shipped.replace("proxy_read_timeout 35s;", "proxy_read_timeout 1s;"))
+    with silent_upstream() as upstream, stack.EdgeProxy(upstream, config=config) as proxy:
+        started = time.monotonic()
+        response = requests.get(f"{proxy.base_url}/api/v1/users/me", timeout=10)
+        waited = time.monotonic() - started
+        catalog_read = requests.get(f"{proxy.base_url}/api/v1/products/1", timeout=10)
+
+    assert_envelope(response, 504, 50400)
+    assert 1 <= waited < 5
+    assert_envelope(catalog_read, 504, 50400)  # nothing cached yet to serve stale
+
+
 def test_the_catalog_stays_answered_from_the_edge_while_the_app_is_down(
     settings: AppSettings, tmp_path: Path, catalog: dict[str, Any]
 ) -> None:
