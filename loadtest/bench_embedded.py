@@ -22,6 +22,7 @@ Needs wrk: `bash pipelines/install-system-deps.sh bench` (`make bench-embedded` 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import shutil
 import sqlite3
@@ -41,11 +42,13 @@ import bench_shop
 import bench_wrk
 from stack import ROOT, LocalStack, Server
 
-# (name, workers, threads per worker), all gthread.
+# (name, workers, threads per worker), all gthread: the shipped default (1 worker per core), one
+# worker with as many threads, one worker with the default's threads.
+WORKERS, THREADS = bench.WORKERS, bench.THREADS
 SETTINGS = [
-    ("4 workers x 4 threads", 4, 4),
-    ("1 worker x 16 threads", 1, 16),
-    ("1 worker x 4 threads", 1, 4),
+    (f"{WORKERS} workers x {THREADS} threads (the default)", WORKERS, THREADS),
+    (f"1 worker x {WORKERS * THREADS} threads", 1, WORKERS * THREADS),
+    (f"1 worker x {THREADS} threads", 1, THREADS),
 ]
 PRODUCT_ID = 1
 INITIAL_STOCK = 10_000_000
@@ -96,8 +99,10 @@ def measured(setting: str, scenario: str, server: Server, lines: list[str]) -> R
 
 
 def stock_and_sold(stack: LocalStack) -> tuple[int, int]:
+    """Both in one read transaction: orders wrk abandoned may still be committing."""
     path = make_url(stack.app_env["DATABASE_URL"]).database
-    with sqlite3.connect(str(path)) as connection:
+    with contextlib.closing(sqlite3.connect(str(path), isolation_level=None)) as connection:
+        connection.execute("BEGIN")
         (stock,) = connection.execute(
             "SELECT stock FROM products WHERE id = ?", (PRODUCT_ID,)
         ).fetchone()
@@ -105,6 +110,7 @@ def stock_and_sold(stack: LocalStack) -> tuple[int, int]:
             "SELECT COALESCE(SUM(quantity), 0) FROM order_items WHERE product_id = ?",
             (PRODUCT_ID,),
         ).fetchone()
+        connection.execute("COMMIT")
     return int(stock), int(sold)
 
 
