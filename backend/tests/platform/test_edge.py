@@ -449,7 +449,7 @@ def test_the_app_unreachable_is_the_50300_envelope() -> None:
 
 @contextlib.contextmanager
 def silent_upstream() -> Iterator[str]:
-    """An upstream that accepts connections and reads requests but never answers; its URL."""
+    """An upstream that accepts connections and never reads or answers them; its URL."""
     listener = socket.create_server(("127.0.0.1", 0))
     accepted: list[socket.socket] = []
     stopping = threading.Event()
